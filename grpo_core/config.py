@@ -12,6 +12,8 @@ out-of-range values fail at load time with the field's path and allowed range.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,11 +108,29 @@ class ModelConfig(_Section):
 class RolloutConfig(_Section):
     """Sampling from the policy (the exploration stage)."""
 
-    engine: Literal["hf", "vllm"] = Field("hf", description="rollout engine")
+    engine: Literal["hf"] = Field("hf", description="rollout engine (HF generate on the training model)")
     temperature: float = Field(1.0, gt=0, le=5.0, description="sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1.0, description="nucleus sampling mass")
     max_new_tokens: int = Field(64, ge=1, le=32768, description="completion length cap (paper: 1024)")
     batch_size: int = Field(256, ge=1, description="sequences generated per forward batch")
+
+
+class RewardConfig(_Section):
+    """Outcome reward: a weighted sum of built-in and user reward functions."""
+
+    functions: dict[str, float] = Field(
+        default_factory=lambda: {"correct": 1.0},
+        description="name -> weight; built-ins 'correct', 'format', or 'package.module:function'",
+    )
+
+    @model_validator(mode="after")
+    def _finite_weights(self) -> RewardConfig:
+        if not self.functions:
+            raise ValueError("functions must name at least one reward function, e.g. {correct: 1.0}")
+        for name, weight in self.functions.items():
+            if not math.isfinite(weight):
+                raise ValueError(f"weight of {name!r} is {weight}; weights must be finite numbers")
+        return self
 
 
 class GRPOConfig(_Section):
@@ -206,6 +226,7 @@ class StoreConfig(_Section):
     """Where rollouts, metrics and the DuckDB catalog live."""
 
     root: Path = Field(Path("runs/store"), description="store directory (Parquet files + catalog.duckdb)")
+    runs_dir: Path = Field(Path("runs"), description="run directories (checkpoints, reports) live here")
 
 
 class LoggingConfig(_Section):
@@ -225,6 +246,7 @@ class ExperimentConfig(_Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     prm: PRMConfig = Field(default_factory=PRMConfig)
@@ -289,3 +311,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as err:
         where = f" ({path})" if path else ""
         raise ConfigError(_format_errors(err).replace("configuration:", f"configuration{where}:", 1)) from None
+
+
+def _range(field: Any) -> str:
+    """The allowed range of a field as text, from its constraints or Literal choices."""
+    bounds = []
+    for meta in field.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{sym} {getattr(meta, attr)}")
+    choices = getattr(field.annotation, "__args__", None)
+    if getattr(field.annotation, "__origin__", None) is Literal and choices:
+        bounds.append(" | ".join(map(str, choices)))
+    return f" [{', '.join(bounds)}]" if bounds else ""
+
+
+def commented_yaml(cfg: BaseModel, indent: int = 0) -> str:
+    """The config as YAML with each field's doc and range as a trailing comment."""
+    lines = []
+    pad = "  " * indent
+    for name, field in type(cfg).model_fields.items():
+        value = getattr(cfg, name)
+        if isinstance(value, BaseModel):
+            doc = (type(value).__doc__ or "").strip().splitlines()[0]
+            lines.append(f"{pad}{name}:  # {doc}")
+            lines.append(commented_yaml(value, indent + 1))
+            continue
+        value_json = json.dumps(cfg.model_dump(mode="json", include={name})[name])  # JSON is valid YAML
+        lines.append(f"{pad}{name}: {value_json}  # {field.description}{_range(field)}")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""The stages of an experiment as plain functions: data, policy, evaluation, GRPO.
+
+The CLI composes them directly; Prefect flows wrap each as a task. Nothing
+here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpo_core.bootstrap import build_policy
+from grpo_core.config import ExperimentConfig
+from grpo_core.data.loaders import LoadedSplit, load_task
+from grpo_core.evaluate import EvalResult, evaluate
+from grpo_core.policy import load_policy
+from grpo_core.records import RunKey
+from grpo_core.rollout import make_engine
+from grpo_core.store import Store
+from grpo_core.trainer import TrainResult, train_grpo
+
+log = logging.getLogger("grpo")
+
+# Sections that change what a run computes; logging, sweep and store do not.
+_RUN_SECTIONS = ("task", "model", "rollout", "reward", "grpo", "eval", "prm", "iterative")
+
+
+def run_id_for(cfg: ExperimentConfig) -> str:
+    """`{run_name}-{hash}`: the same config resumes the same run, a changed one starts anew."""
+    payload = cfg.model_dump(mode="json", include=set(_RUN_SECTIONS))
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.run_name}-{digest}"
+
+
+def load_data(cfg: ExperimentConfig) -> tuple[LoadedSplit, LoadedSplit]:
+    """Train and held-out problems; skipped bad rows are reported in the log."""
+    train, test = load_task(cfg.task)
+    for name, split in (("train", train), ("test", test)):
+        if split.skipped:
+            log.warning("skipped %d malformed %s rows (first: %s)", len(split.skipped), name, split.skipped[0])
+    return train, test
+
+
+def policy_dir(cfg: ExperimentConfig) -> Path:
+    """The starting policy: `model.path`, or the embedded tiny model (built once, then reused)."""
+    if cfg.model.path is not None:
+        if not (cfg.model.path / "config.json").exists():
+            raise FileNotFoundError(
+                f"model.path={cfg.model.path} holds no HF model (config.json missing); "
+                "point it at a save_pretrained directory or unset it to build the embedded policy"
+            )
+        return cfg.model.path
+    return build_policy(cfg.model, cfg.task, progress=cfg.logging.progress)
+
+
+def evaluate_policy(
+    cfg: ExperimentConfig, path: Path, test: LoadedSplit, store: Store, key: RunKey, *, with_samples: bool = True
+) -> EvalResult:
+    """Evaluate the policy at `path` on held-out problems and store every eval rollout."""
+    model, tok = load_policy(path)
+    engine = make_engine(cfg.rollout, model, tok)
+    result = evaluate(engine, test.problems, cfg.task.prompt_template, cfg.eval, cfg.rollout, key,
+                      with_samples=with_samples)
+    store.write_rollouts(result.rows, run_id=key.run_id, iteration=key.iteration, step=key.step, split="eval")
+    return result
+
+
+@dataclass
+class SingleRun:
+    run_id: str
+    before: EvalResult
+    after: EvalResult
+    train: TrainResult
+
+
+def run_single(cfg: ExperimentConfig, *, trial_id: str | None = None) -> SingleRun:
+    """Bootstrap (or load) the policy, evaluate, train with GRPO, evaluate again."""
+    store = Store(cfg.store.root)
+    run_id = run_id_for(cfg)
+    run_dir = cfg.store.runs_dir / run_id
+    store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"))
+    try:
+        train, test = load_data(cfg)
+        start = policy_dir(cfg)
+        before = evaluate_policy(cfg, start, test, store, RunKey(run_id, trial_id, 0, 0))
+        trained = train_grpo(cfg, start, train.problems, store, run_dir, run_id=run_id, trial_id=trial_id)
+        after = evaluate_policy(cfg, trained.policy_dir, test, store, RunKey(run_id, trial_id, 0, cfg.grpo.steps))
+    except BaseException:
+        store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"),
+                        status="failed")
+        raise
+    store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"),
+                    status="finished")
+    return SingleRun(run_id, before, after, trained)

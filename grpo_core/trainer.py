@@ -1,0 +1,290 @@
+"""The GRPO loop (DeepSeekMath Sec. 4.1, Eq. 3), read top to bottom.
+
+One step: sample B questions -> G completions each from the policy -> verify
+and reward -> group advantages -> old-policy (and reference) log-probs once ->
+mu passes of clipped-ratio updates over minibatches -> append every rollout
+and the step's metrics to the store -> checkpoint every N steps.
+
+Resuming: a run directory's newest checkpoint restores model, optimizer,
+scheduler, RNG and step; questions and sampling seeds are functions of
+(seed, iteration, step), so a resumed run draws what the uninterrupted run
+would have, and store files are per step, so re-run steps replace their rows.
+
+Departures from the paper, for the CPU default (see ExperimentConfig): smaller
+G, larger lr, shorter completions. Process supervision (Sec. 4.1.3) needs a
+step scorer (a PRM): pass `step_scorer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grpo_core import checkpoint
+from grpo_core.advantages import outcome_advantages, process_advantages
+from grpo_core.batch import PackedBatch, pack, token_logprobs
+from grpo_core.config import ExperimentConfig, GRPOConfig
+from grpo_core.data.loaders import format_prompt
+from grpo_core.data.problem import Problem
+from grpo_core.loss import aggregate, loss_metrics, per_token_loss
+from grpo_core.policy import load_policy
+from grpo_core.records import RunKey, rollout_rows
+from grpo_core.rewards import compute_rewards, verdicts_for
+from grpo_core.rollout import make_engine
+from grpo_core.rollout.base import RolloutBatch, SamplingParams
+from grpo_core.store import Store
+
+log = logging.getLogger("grpo")
+
+# (batch, tokenizer) -> (step_rewards (N, S), step_mask (N, S), step_ends (N, S)), a reward model's version
+StepScorer = Callable[[RolloutBatch, list[Problem]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    run_dir: Path
+    policy_dir: Path
+    steps_done: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def lr_lambda(cfg: GRPOConfig, total_updates: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr after `u` optimizer updates: warmup, then the schedule."""
+
+    def f(u: int) -> float:
+        if u < cfg.warmup_steps:
+            return (u + 1) / cfg.warmup_steps
+        frac = (u - cfg.warmup_steps) / max(1, total_updates - cfg.warmup_steps)
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        if cfg.lr_schedule == "linear":
+            return max(0.0, 1 - frac)
+        return 1.0
+
+    return f
+
+
+def step_seed(seed: int, iteration: int, step: int) -> int:
+    """Seed of one step's question draw and sampling, independent of history."""
+    return (seed * 1_000_003 + iteration * 10_007 + step) % (2**31)
+
+
+def sample_questions(train: list[Problem], b: int, seed: int) -> list[Problem]:
+    """B distinct questions for one step (with replacement across steps)."""
+    return random.Random(seed).sample(train, min(b, len(train)))
+
+
+@torch.no_grad()
+def _logprobs_in_chunks(model, packed: PackedBatch, temperature: float, chunk: int) -> torch.Tensor:
+    n = packed.input_ids.shape[0]
+    parts = [token_logprobs(model, packed.select(torch.arange(i, min(n, i + chunk))), temperature) for i in range(0, n, chunk)]
+    return torch.cat(parts).cpu()
+
+
+def train_grpo(
+    cfg: ExperimentConfig,
+    policy_path: Path,
+    train: list[Problem],
+    store: Store,
+    run_dir: Path,
+    *,
+    run_id: str,
+    trial_id: str | None = None,
+    iteration: int = 0,
+    step_scorer: StepScorer | None = None,
+    reward_model: str | None = None,
+) -> TrainResult:
+    """Run `cfg.grpo.steps` GRPO steps from `policy_path` (or resume in `run_dir`)."""
+    g = cfg.grpo
+    if g.supervision == "process" and step_scorer is None:
+        raise ValueError(
+            "grpo.supervision='process' needs step rewards from a process reward model: "
+            "run the iterative pipeline, which trains one, or set grpo.supervision=outcome"
+        )
+    t_start = time.perf_counter()
+    torch.manual_seed(g.seed)
+    ckpt = checkpoint.latest(run_dir)
+    model, tok = load_policy(ckpt.path if ckpt else policy_path)
+    model.train()
+    ref = None
+    if g.beta > 0:
+        ref, _ = load_policy(policy_path)  # pi_ref: the policy at the start of this iteration
+        ref.requires_grad_(False)
+    engine = make_engine(cfg.rollout, model, tok)
+
+    n_seq = g.questions_per_step * g.group_size
+    updates_per_step = g.mu * math.ceil(n_seq / g.minibatch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(g, g.steps * updates_per_step))
+    start = checkpoint.restore(ckpt, optimizer, scheduler) if ckpt else 0
+    if start:
+        log.info("resuming %s from checkpoint step %d", run_id, start)
+    temperature = cfg.rollout.temperature
+    eps_high = g.epsilon_high if g.epsilon_high is not None else g.epsilon
+    history: list[dict[str, float]] = []
+
+    bar = tqdm(range(start + 1, g.steps + 1), initial=start, total=g.steps, desc=f"GRPO it{iteration}",
+               disable=not cfg.logging.progress)
+    for step in bar:
+        timer = _PhaseTimer()
+        seed = step_seed(g.seed, iteration, step)
+        problems = sample_questions(train, g.questions_per_step, seed)
+        b = len(problems)
+        prompts = [format_prompt(p, cfg.task.prompt_template) for p in problems]
+        expanded = [p for p in problems for _ in range(g.group_size)]
+
+        # 1. exploration: G samples per question from pi_old (= the current policy)
+        with timer("generate"):
+            params = SamplingParams(n=g.group_size, temperature=temperature, top_p=cfg.rollout.top_p,
+                                    max_new_tokens=cfg.rollout.max_new_tokens, seed=seed)
+            rollouts = engine.generate(prompts, params)
+
+        # 2. rewards and advantages (Sec. 4.1.2 outcome / 4.1.3 process)
+        with timer("reward"):
+            verdicts = verdicts_for(rollouts.completions, expanded)
+            rewards, _ = compute_rewards(cfg.reward.functions, rollouts.completions, expanded, verdicts)
+            packed = pack(rollouts.prompt_ids, rollouts.completion_ids, tok.pad_token_id)
+            mask = packed.completion_mask  # (N, T)
+            r = torch.tensor(rewards, dtype=torch.float32).view(b, g.group_size)  # (B, G)
+            step_rewards = None
+            if g.supervision == "outcome":
+                adv_seq, zero_std = outcome_advantages(r)  # (B, G), (B,)
+                adv = adv_seq.reshape(-1, 1).expand_as(mask)  # (N, T): A_it = A_i for every token
+            else:
+                s_rewards, s_mask, s_ends = step_scorer(rollouts, expanded)
+                group_index = torch.arange(b).repeat_interleave(g.group_size)
+                adv, zero_std = process_advantages(s_rewards, s_mask, s_ends, group_index, mask.shape[1])
+                step_rewards = [s_rewards[i][s_mask[i]].tolist() for i in range(len(rollouts))]
+            adv = adv * mask
+
+        # 3. log-probs of pi_old (the training model, before any update) and pi_ref, once
+        with timer("logprob"):
+            chunk = g.minibatch_size
+            old_logp = _logprobs_in_chunks(model, packed, temperature, chunk)  # (N, T)
+            ref_logp = _logprobs_in_chunks(ref, packed, temperature, chunk) if ref is not None else None
+
+        # 4. mu passes of policy updates over minibatches (Eq. 3, k3 KL of Eq. 4)
+        with timer("train"):
+            stats = _update(model, optimizer, scheduler, packed, old_logp, ref_logp, adv, g, temperature, eps_high, seed,
+                            max_len=cfg.rollout.max_new_tokens)
+
+        # 5. record: every rollout and the step's metrics, then maybe a checkpoint
+        with timer("store"):
+            seq_kl = _sequence_kl(old_logp, ref_logp, mask)
+            key = RunKey(run_id, trial_id, iteration, step)
+            rows = rollout_rows(key, "train", "sample", prompts, problems, rollouts, verdicts, rewards,
+                                group_size=g.group_size, advantages=(adv.sum(1) / mask.sum(1).clamp(min=1)).tolist(),
+                                kl=seq_kl, step_rewards=step_rewards, reward_model=reward_model)
+            engine_logp = _pad_logprobs(rollouts.logprobs, mask.shape)
+            metrics = {
+                "rollout/reward_mean": float(rewards.mean()),
+                "rollout/reward_std": float(rewards.std()),
+                "rollout/accuracy": float(np.mean([v.correct for v in verdicts])),
+                "rollout/wellformed": float(np.mean([v.answer is not None for v in verdicts])),
+                "rollout/frac_zero_std": float(zero_std.float().mean()),
+                "rollout/mean_length": float(mask.sum(1).mean()),
+                "rollout/frac_truncated": float(1 - np.mean(rollouts.finished)),
+                "rollout/logprob_gap": float(((engine_logp - old_logp).abs() * mask).sum() / mask.sum()),
+                **stats,
+                "train/lr": scheduler.get_last_lr()[0],
+            }
+            store.write_rollouts(rows, run_id=run_id, iteration=iteration, step=step, split="train")
+        with timer("checkpoint"):
+            if (g.checkpoint_every and step % g.checkpoint_every == 0) or step == g.steps:
+                checkpoint.save(run_dir, step, model, tok, optimizer, scheduler)
+        metrics.update(timer.metrics())
+        store.write_step_metrics(metrics, run_id=run_id, trial_id=trial_id, iteration=iteration, step=step)
+        history.append({"step": step, **metrics})
+        bar.set_postfix(reward=f"{metrics['rollout/reward_mean']:.3f}", kl=f"{metrics['train/kl']:.4f}")
+        log.info("step %d/%d reward %.3f acc %.3f kl %.4f %.1fs", step, g.steps, metrics["rollout/reward_mean"],
+                 metrics["rollout/accuracy"], metrics["train/kl"], metrics["time/step_s"])
+
+    final = checkpoint.latest(run_dir)
+    return TrainResult(run_id, run_dir, final.path if final else policy_path, g.steps, time.perf_counter() - t_start,
+                       history)
+
+
+def _update(model, optimizer, scheduler, packed: PackedBatch, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+            adv: torch.Tensor, g: GRPOConfig, temperature: float, eps_high: float, seed: int,
+            max_len: int) -> dict[str, float]:
+    """mu epochs over shuffled minibatches; returns metrics averaged over updates."""
+    n = packed.input_ids.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    sums: dict[str, float] = {}
+    count = 0
+    for _ in range(g.mu):
+        for idx in torch.randperm(n, generator=gen).split(g.minibatch_size):
+            mb = packed.select(idx)
+            logp = token_logprobs(model, mb, temperature)  # (n_mb, T)
+            per_tok, tok_stats = per_token_loss(
+                logp, old_logp[idx], ref_logp[idx] if ref_logp is not None else None, adv[idx],
+                beta=g.beta, epsilon=g.epsilon, epsilon_high=eps_high,
+            )
+            loss = aggregate(per_tok, mb.completion_mask, g.loss_agg, max_len=max_len)  # Dr. GRPO: the generation budget
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = g.max_grad_norm if g.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            optimizer.step()
+            scheduler.step()
+            m = {f"train/{k}": v for k, v in loss_metrics(tok_stats, mb.completion_mask).items()}
+            m["train/loss"] = float(loss.detach())
+            m["train/grad_norm"] = float(grad_norm)
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+    return {k: v / count for k, v in sums.items()}
+
+
+def _sequence_kl(old_logp: torch.Tensor, ref_logp: torch.Tensor | None, mask: torch.Tensor) -> list[float] | None:
+    """Mean k3 KL(pi_old || pi_ref) per sequence (Eq. 4), from the pre-update log-probs."""
+    if ref_logp is None:
+        return None
+    d = ref_logp - old_logp
+    kl = (torch.exp(d) - d - 1) * mask  # (N, T)
+    return (kl.sum(1) / mask.sum(1).clamp(min=1)).tolist()
+
+
+def _pad_logprobs(logprobs: list[list[float]], shape: torch.Size) -> torch.Tensor:
+    out = torch.zeros(shape)
+    for i, lp in enumerate(logprobs):
+        out[i, : len(lp)] = torch.tensor(lp)
+    return out
+
+
+class _PhaseTimer:
+    """Wall seconds per named phase of a step -> `time/<phase>_s` metrics."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    def __call__(self, name: str) -> _Phase:
+        return _Phase(self, name)
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"time/{k}_s": v for k, v in self.seconds.items()}
+        out["time/step_s"] = time.perf_counter() - self._t0
+        return out
+
+
+class _Phase:
+    def __init__(self, timer: _PhaseTimer, name: str):
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.t = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.seconds[self.name] = self.timer.seconds.get(self.name, 0.0) + time.perf_counter() - self.t
