@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grpo_core.config import TaskConfig
-from grpo_core.data import synthetic
+from grpo_core.data.synthetic import generate_splits
 from grpo_core.data.problem import Problem
 
 Layout = Literal["gsm8k", "math"]
@@ -59,7 +59,6 @@ class BadRow:
     row: int  # 1-based; the line number for JSON lines
     field: str  # the offending field, or "(json)" / "(row)" for the row as a whole
     reason: str
-
 
 
 @dataclass
@@ -322,7 +321,7 @@ def load_task(cfg: TaskConfig) -> tuple[LoadedSplit, LoadedSplit]:
     from the train file are reported on the train split.
     """
     if cfg.source == "synthetic":
-        train, test = synthetic.generate_splits(cfg.synthetic, cfg.seed)
+        train, test = generate_splits(cfg.synthetic, cfg.seed)
         return LoadedSplit(train, []), LoadedSplit(test, [])
     assert cfg.train_path is not None  # TaskConfig validates this
     train = load_problems(cfg.train_path, cfg.source, split="train", skip_bad_rows=cfg.skip_bad_rows)
