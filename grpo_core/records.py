@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from grpo_core.data.problem import Problem
 from grpo_core.rollout.base import RolloutBatch
@@ -37,8 +36,7 @@ def rollout_rows(
     step_rewards: Sequence[Sequence[float]] | None = None,
     reward_model: str | None = None,
 ) -> list[dict]:
-    """One dict per completion; `prompts`/`problems` have one entry per group."""
-    now = datetime.now(UTC)
+    """One dict per completion (the store stamps created_at); `prompts`/`problems` have one entry per group."""
     rows = []
     for i in range(len(batch)):
         g = i // group_size
@@ -68,7 +66,6 @@ def rollout_rows(
                 "logprob_sum": float(sum(batch.logprobs[i])),
                 "engine": batch.engine,
                 "reward_model": reward_model,
-                "created_at": now,
             }
         )
     return rows
