@@ -1,0 +1,162 @@
+"""The DuckDB catalog over a store root: views and table macros defined by the files in analysis/sql/.
+
+`{root}/catalog.duckdb` holds only definitions: the data stay in the Parquet files that
+`grpo_core.store.Store` writes, read through `read_parquet(glob, union_by_name = true)`. Writers never
+open the catalog, so analysis runs while training writes; the globs end in `.parquet` and the writer's
+temp files do not, so a half-written file is never read.
+
+Every connect (re)defines, in order:
+  _runs_files, _rollouts_files, _step_metrics_files, one-line views over the globs, or over empty tables
+  _prm_labels_files, _prm_metrics_files              typed from the writer's schemas (_runs_empty, ...)
+                                                     while a glob matches nothing
+  runs, rollouts, step_metrics,                      documented views over those (sql/{name}.sql)
+  prm_labels, prm_metrics
+  step_metrics_wide, evals, curves                   derived views
+  pass_at_k_per_problem(k), pass_at_k(k),            table macros
+  maj_at_k_per_problem(k), maj_at_k(k)
+
+DuckDB lets one process at a time open a database file (see DEPENDENCIES.md). When another process
+holds catalog.duckdb, `connect` falls back to an in-memory database with the same views, so queries
+always work; only objects a user saved in the catalog file are then out of reach.
+With read_only=True the file is opened read-only (several readers may share it) and the definitions are
+made as temporary objects, which take precedence over the stored ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from grpo_core.store import PRM_LABEL_SCHEMA, PRM_METRICS_SCHEMA, ROLLOUT_SCHEMA, RUN_SCHEMA, STEP_METRICS_SCHEMA
+
+__all__ = ["CATALOG_FILE", "SQL_DIR", "connect", "load_sql", "query"]
+
+log = logging.getLogger(__name__)
+
+CATALOG_FILE = "catalog.duckdb"
+SQL_DIR = Path(__file__).with_name("sql")
+
+# Parquet-backed tables: name -> (glob under the store root, the writer's schema).
+SOURCES: dict[str, tuple[str, pa.Schema]] = {
+    "runs": ("runs/*.parquet", RUN_SCHEMA),
+    "rollouts": ("rollouts/*/*.parquet", ROLLOUT_SCHEMA),
+    "step_metrics": ("step_metrics/*/*.parquet", STEP_METRICS_SCHEMA),
+    "prm_labels": ("prm_labels/*/*.parquet", PRM_LABEL_SCHEMA),
+    "prm_metrics": ("prm_metrics/*/*.parquet", PRM_METRICS_SCHEMA),
+}
+# Defined after the sources, in this order (later ones read earlier ones).
+DERIVED = (
+    "step_metrics_wide",  # needs the metric names, so it is defined once the sources read the files
+    "evals",
+    "curves",
+    "pass_at_k_per_problem",
+    "pass_at_k",
+    "maj_at_k_per_problem",
+    "maj_at_k",
+)
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_CREATE = re.compile(r"^create or replace (view|macro) ", re.IGNORECASE | re.MULTILINE)
+
+
+def load_sql(name: str) -> str:
+    """The text of analysis/sql/{name}.sql."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"not a SQL definition name: {name!r}")
+    path = SQL_DIR / f"{name}.sql"
+    if not path.exists():
+        known = sorted(p.stem for p in SQL_DIR.glob("*.sql"))
+        raise FileNotFoundError(f"no SQL definition {name!r} in {SQL_DIR}; known: {known}")
+    return path.read_text()
+
+
+def connect(root: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open {root}/catalog.duckdb (created if missing, unless read_only) with every view and macro defined.
+
+    Falls back to an in-memory database with the same definitions when the file is held by another
+    process (or, with read_only, does not exist yet).
+    """
+    root = Path(root).resolve()
+    con, temporary = _open(root, read_only=read_only)
+    try:
+        con.execute("begin transaction")  # one commit for all definitions, not one per statement
+        _define(con, root, temporary=temporary)
+        con.execute("commit")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def query(root: Path, sql: str, params: dict | None = None) -> pa.Table:
+    """Run one statement against a fresh catalog connection of `root` and return its rows as Arrow.
+
+    `params` binds `$name` parameters: query(root, "from pass_at_k($k)", {"k": 8}).
+    Opens the catalog read-only, so any number of query() calls and one writer-less reader can share it.
+    """
+    con = connect(root, read_only=True)
+    try:
+        rel = con.sql(sql, params=params)
+        return rel.to_arrow_table() if rel is not None else pa.table({})
+    finally:
+        con.close()
+
+
+def _open(root: Path, *, read_only: bool) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """(connection, whether definitions must be temporary)."""
+    path = root / CATALOG_FILE
+    if read_only and not path.exists():
+        return duckdb.connect(":memory:"), False
+    if not read_only:
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path), read_only=read_only), read_only
+    except duckdb.IOException as e:  # "Could not set lock on file ...": another process holds it
+        if "lock" not in str(e).lower():
+            raise
+        reason = str(e).split("See also")[0].strip()
+    except duckdb.ConnectionException as e:  # this process holds it with other settings (read_only)
+        reason = str(e)
+    log.warning("%s is in use (%s); using an in-memory catalog with the same views", path, reason)
+    return duckdb.connect(":memory:"), False
+
+
+def _define(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool) -> None:
+    """Create every definition. DuckDB binds a view or macro when it is created, and binding
+    read_parquet(..., union_by_name = true) reads the footer of every file; so everything is first
+    defined over the empty typed tables (cheap), and only then are the _{name}_files views pointed at
+    the files. Views are re-bound when queried, so they then read the files."""
+    temp = "temp " if temporary else ""
+    for name, (_, schema) in SOURCES.items():
+        con.register("_empty_arrow", schema.empty_table())
+        con.execute(f"create or replace {temp}table _{name}_empty as from _empty_arrow")
+        con.unregister("_empty_arrow")
+        con.execute(f"create or replace {temp}view _{name}_files as from _{name}_empty")
+        con.execute(_ddl(name, temporary))
+    for name in DERIVED:
+        if name != "step_metrics_wide":
+            con.execute(_ddl(name, temporary))
+    for name, (glob, _) in SOURCES.items():
+        if next(root.glob(glob), None) is not None:  # read_parquet fails on a glob that matches nothing
+            source = f"read_parquet({_literal(root / glob)}, union_by_name = true)"
+            con.execute(f"create or replace {temp}view _{name}_files as from {source}")
+    metrics = [m for (m,) in con.execute("select distinct metric from step_metrics order by metric").fetchall()]
+    sql = _ddl("step_metrics_wide", temporary)
+    con.execute(sql.replace("{{ metrics }}", ", ".join(_literal(m) for m in metrics)))
+
+
+def _ddl(name: str, temporary: bool) -> str:
+    """The definition in sql/{name}.sql, made temporary when the catalog file is read-only."""
+    sql = load_sql(name)
+    if temporary:
+        sql = _CREATE.sub(lambda m: f"create or replace temp {m.group(1)} ", sql, count=1)
+    return sql
+
+
+def _literal(value: object) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
