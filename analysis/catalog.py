@@ -13,7 +13,8 @@ Every connect (re)defines, in order:
   prm_labels, prm_metrics
   step_metrics_wide, evals, curves                   derived views
   pass_at_k_per_problem(k), pass_at_k(k),            table macros
-  maj_at_k_per_problem(k), maj_at_k(k)
+  maj_at_k_per_problem(k), maj_at_k(k),
+  eval_at_k(k)
 
 DuckDB lets one process at a time open a database file (see DEPENDENCIES.md). When another process
 holds catalog.duckdb, `connect` falls back to an in-memory database with the same views, so queries
@@ -57,6 +58,7 @@ DERIVED = (
     "pass_at_k",
     "maj_at_k_per_problem",
     "maj_at_k",
+    "eval_at_k",
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")

@@ -1,7 +1,8 @@
 """`grpo`: the command line. Each subcommand runs one stage or pipeline.
 
     grpo bootstrap [--config F] [key=value ...]   build/reuse the embedded policy, report held-out accuracy
-    grpo train     [--config F] [key=value ...]   bootstrap, evaluate, GRPO, evaluate (the main job)
+    grpo run       [--config F] [key=value ...]   the iterative pipeline (flow grpo/iterative): the main job
+    grpo train     [--config F] [key=value ...]   one GRPO run (flow grpo/single): policy, eval, GRPO, eval
     grpo sql "SELECT ..." [--csv F | --parquet F] query the store's DuckDB views
     grpo config    [--config F] [--docs] [...]    print the resolved configuration as YAML
 
@@ -59,22 +60,37 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from grpo_core.pipeline import run_single
-
-    cfg = _config(args)
-    t0 = time.perf_counter()
-    run = run_single(cfg)
-    wall = time.perf_counter() - t0
-    table = Table(title=f"run {run.run_id}")
-    for col in ("", "greedy acc", "sample acc (T=%.1f)" % cfg.eval.temperature, "well-formed"):
+def _print_evals(result: dict, cfg: ExperimentConfig, wall: float) -> None:
+    k = cfg.eval.k_max
+    table = Table(title=f"run {result['run_id']}")
+    for col in ("iteration", "greedy acc", "pass@1", f"pass@{k}", "maj@1", f"maj@{k}", "well-formed"):
         table.add_column(col)
-    for name, r in (("before GRPO", run.before), (f"after {cfg.grpo.steps} steps", run.after)):
-        table.add_row(name, f"{r.greedy_accuracy:.1%}", f"{r.sample_accuracy or 0:.1%}", f"{r.wellformed_rate:.1%}")
+    for it, e in sorted(result["evals"].items()):
+        cells = [e["greedy_accuracy"], e.get("pass@1"), e.get(f"pass@{k}"), e.get("maj@1"), e.get(f"maj@{k}"),
+                 e["wellformed_rate"]]
+        table.add_row("before RL" if it == 0 else str(it), *("-" if c is None else f"{c:.1%}" for c in cells))
     console.print(table)
     console.print(f"wall time {wall:.0f}s; store: {cfg.store.root.resolve()}")
     console.print("query it, e.g.:")
-    console.print(f'  grpo sql "{EXAMPLE_SQL.format(run_id=run.run_id)}"', soft_wrap=True)
+    console.print(f'  .venv/bin/grpo sql "{EXAMPLE_SQL.format(run_id=result["run_id"])}"', soft_wrap=True)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from flows.grpo import grpo_single
+
+    cfg = _config(args)
+    t0 = time.perf_counter()
+    result = grpo_single(cfg)
+    _print_evals(result, cfg, time.perf_counter() - t0)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from flows.grpo import grpo_iterative
+
+    cfg = _config(args)
+    t0 = time.perf_counter()
+    result = grpo_iterative(cfg)
+    _print_evals(result, cfg, time.perf_counter() - t0)
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
@@ -94,7 +110,7 @@ def cmd_sql(args: argparse.Namespace) -> None:
     else:
         table = Table()
         for name in result.column_names:
-            table.add_column(name)
+            table.add_column(name, overflow="fold")
         for row in result.to_pylist()[: args.limit]:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
         console.print(table)
@@ -115,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--docs", action="store_true", help="annotate every key with its doc and range")
     cfg.set_defaults(fn=cmd_config)
     with_config(sub.add_parser("bootstrap", help="build the embedded policy")).set_defaults(fn=cmd_bootstrap)
-    with_config(sub.add_parser("train", help="GRPO with outcome supervision")).set_defaults(fn=cmd_train)
+    with_config(sub.add_parser("run", help="the iterative pipeline (flow grpo/iterative): the main job")).set_defaults(
+        fn=cmd_run)
+    with_config(sub.add_parser("train", help="one GRPO run (flow grpo/single)")).set_defaults(fn=cmd_train)
     sql = sub.add_parser("sql", help="run SQL over the store")
     sql.add_argument("query", help="SQL over the views runs, rollouts, step_metrics, evals, ...")
     sql.add_argument("--csv", type=Path, help="write the result as CSV")

@@ -1,7 +1,6 @@
 """The stages of an experiment as plain functions: data, policy, evaluation, GRPO.
 
-The CLI composes them directly; Prefect flows wrap each as a task. Nothing
-here imports Prefect.
+Prefect flows (flows/) wrap each as a task. Nothing here imports Prefect.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from grpo_core.bootstrap import build_policy
@@ -20,7 +18,7 @@ from grpo_core.policy import load_policy
 from grpo_core.records import RunKey
 from grpo_core.rollout import make_engine
 from grpo_core.store import Store
-from grpo_core.trainer import TrainResult, train_grpo
+from grpo_core.trainer import StepScorer, TrainResult, train_grpo
 
 log = logging.getLogger("grpo")
 
@@ -68,30 +66,26 @@ def evaluate_policy(
     return result
 
 
-@dataclass
-class SingleRun:
-    run_id: str
-    before: EvalResult
-    after: EvalResult
-    train: TrainResult
-
-
-def run_single(cfg: ExperimentConfig, *, trial_id: str | None = None) -> SingleRun:
-    """Bootstrap (or load) the policy, evaluate, train with GRPO, evaluate again."""
-    store = Store(cfg.store.root)
+def start_run(cfg: ExperimentConfig, *, trial_id: str | None = None, status: str = "running") -> str:
+    """Record the run (config, git sha, versions) in the store and return its id."""
     run_id = run_id_for(cfg)
-    run_dir = cfg.store.runs_dir / run_id
-    store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"))
-    try:
-        train, test = load_data(cfg)
-        start = policy_dir(cfg)
-        before = evaluate_policy(cfg, start, test, store, RunKey(run_id, trial_id, 0, 0))
-        trained = train_grpo(cfg, start, train.problems, store, run_dir, run_id=run_id, trial_id=trial_id)
-        after = evaluate_policy(cfg, trained.policy_dir, test, store, RunKey(run_id, trial_id, 0, cfg.grpo.steps))
-    except BaseException:
-        store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"),
-                        status="failed")
-        raise
-    store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"),
-                    status="finished")
-    return SingleRun(run_id, before, after, trained)
+    Store(cfg.store.root).write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"),
+                                    status=status)
+    return run_id
+
+
+def grpo_iteration(
+    cfg: ExperimentConfig,
+    start: Path,
+    run_id: str,
+    iteration: int,
+    *,
+    trial_id: str | None = None,
+    step_scorer: StepScorer | None = None,
+    reward_model: str | None = None,
+) -> TrainResult:
+    """M GRPO steps of one iteration from `start` (also the reference); resumes inside the iteration."""
+    train, _ = load_data(cfg)
+    run_dir = cfg.store.runs_dir / run_id / f"it{iteration:03d}"
+    return train_grpo(cfg, start, train.problems, Store(cfg.store.root), run_dir, run_id=run_id, trial_id=trial_id,
+                      iteration=iteration, step_scorer=step_scorer, reward_model=reward_model)

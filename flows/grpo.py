@@ -1,0 +1,53 @@
+"""Flows `grpo/single` and `grpo/iterative` (deployments of the flow named "grpo").
+
+    python -m flows.grpo                      # the iterative pipeline on the embedded default
+    prefect deployment run grpo/iterative     # the same on a Prefect server (see prefect.yaml)
+"""
+
+from __future__ import annotations
+
+from flows.settings import apply_offline_defaults
+
+apply_offline_defaults()
+
+from prefect import flow, get_run_logger  # noqa: E402
+
+from flows import tasks  # noqa: E402
+from grpo_core.config import ExperimentConfig  # noqa: E402
+
+
+@flow(name="grpo", flow_run_name="single-{cfg.run_name}", log_prints=True)
+def grpo_single(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None = None) -> dict:
+    """One GRPO run with outcome supervision: policy, evaluate, M steps, evaluate."""
+    run_id = tasks.start_run(cfg, trial_id)
+    policy = tasks.bootstrap_policy(cfg)
+    before = tasks.evaluate(cfg, policy, run_id, 0, 0, trial_id)
+    policy = tasks.grpo(cfg, policy, run_id, 1, None, trial_id)
+    after = tasks.evaluate(cfg, policy, run_id, 1, cfg.grpo.steps, trial_id)
+    tasks.start_run(cfg, trial_id, "finished")
+    return {"run_id": run_id, "policy": policy, "evals": {0: before, 1: after}}
+
+
+@flow(name="grpo", flow_run_name="iterative-{cfg.run_name}", log_prints=True)
+def grpo_iterative(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None = None) -> dict:
+    """Iterative RL (Algorithm 1): each iteration sets reference <- policy, labels fresh policy
+    samples and continues the PRM on them with replay (process supervision), runs M GRPO
+    steps, then evaluates (greedy, Pass@K, Maj@K)."""
+    log = get_run_logger()
+    run_id = tasks.start_run(cfg, trial_id)
+    policy = tasks.bootstrap_policy(cfg)
+    evals = {0: tasks.evaluate(cfg, policy, run_id, 0, 0, trial_id)}
+    reward_model = None
+    for it in range(1, cfg.iterative.iterations + 1):
+        if cfg.grpo.supervision == "process":
+            tasks.label_steps(cfg, policy, run_id, it)
+            reward_model = tasks.train_reward_model(cfg, reward_model or policy, run_id, it)
+        policy = tasks.grpo(cfg, policy, run_id, it, reward_model, trial_id)
+        evals[it] = tasks.evaluate(cfg, policy, run_id, it, cfg.grpo.steps, trial_id)
+        log.info("iteration %d: %s", it, {k: round(v, 3) for k, v in evals[it].items()})
+    tasks.start_run(cfg, trial_id, "finished")
+    return {"run_id": run_id, "policy": policy, "reward_model": reward_model, "evals": evals}
+
+
+if __name__ == "__main__":
+    grpo_iterative(ExperimentConfig())

@@ -1,0 +1,31 @@
+"""Prefect settings for running offline from this checkout (set before Prefect is imported).
+
+Only defaults: anything already in the environment (a real server's
+PREFECT_API_URL, a profile) wins.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+OFFLINE_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "grpo,prm,analysis",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_offline_defaults(work_dir: Path = Path("runs")) -> None:
+    """Set offline defaults and keep Prefect's home and cached results under `work_dir`."""
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str((work_dir / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str((work_dir / "prefect" / "results").resolve()))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-load bars drown the step progress in Prefect logs

@@ -1,0 +1,83 @@
+"""Prefect tasks: one per stage, each a thin wrapper over grpo_core / prm / analysis.
+
+Tasks take the config and plain values and return paths (as str) or small
+dicts, never models. Finished stages are cached on their inputs and source
+(results persisted under PREFECT_LOCAL_STORAGE_PATH), so a rerun of a crashed
+or cancelled flow takes them from the cache; the GRPO stage resumes inside an
+unfinished iteration from its last checkpoint. Retries are only on stages that
+are idempotent (they rewrite the same store files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from analysis.summary import eval_summary
+from grpo_core import pipeline
+from grpo_core.config import ExperimentConfig
+from grpo_core.records import RunKey
+from grpo_core.store import Store
+
+CACHED = {"cache_policy": INPUTS + TASK_SOURCE, "persist_result": True}
+
+
+@task(name="start-run")
+def start_run(cfg: ExperimentConfig, trial_id: str | None = None, status: str = "running") -> str:
+    return pipeline.start_run(cfg, trial_id=trial_id, status=status)
+
+
+@task(name="bootstrap-policy", retries=1, **CACHED)
+def bootstrap_policy(cfg: ExperimentConfig) -> str:
+    return str(pipeline.policy_dir(cfg))
+
+
+@task(name="evaluate", retries=1, **CACHED)
+def evaluate(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, step: int,
+             trial_id: str | None = None) -> dict[str, float]:
+    """Greedy accuracy, Pass@K and Maj@K of `policy` on held-out problems; rollouts go to the store."""
+    _, test = pipeline.load_data(cfg)
+    key = RunKey(run_id, trial_id, iteration, step)
+    result = pipeline.evaluate_policy(cfg, Path(policy), test, Store(cfg.store.root), key)
+    return {"greedy_accuracy": result.greedy_accuracy, "wellformed_rate": result.wellformed_rate,
+            **eval_summary(cfg.store.root, run_id, iteration, step, cfg.eval.k_max)}
+
+
+@task(name="grpo", retries=1, **CACHED)
+def grpo(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, reward_model: str | None = None,
+         trial_id: str | None = None) -> str:
+    """M GRPO steps (outcome, or process with the reward model at `reward_model`); returns the new policy."""
+    scorer, version = None, None
+    if reward_model is not None:
+        from prm.score import load_step_scorer
+
+        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag)
+    result = pipeline.grpo_iteration(cfg, Path(policy), run_id, iteration, trial_id=trial_id, step_scorer=scorer,
+                                     reward_model=version)
+    return str(result.policy_dir)
+
+
+@task(name="label-steps", retries=1, **CACHED)
+def label_steps(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int) -> int:
+    """Math-Shepherd labels of the policy's fresh samples -> store's prm_labels; returns the step count."""
+    from prm.pipeline import label_policy_samples
+
+    train, _ = pipeline.load_data(cfg)
+    return len(label_policy_samples(cfg, Path(policy), train.problems, Store(cfg.store.root), run_id, iteration))
+
+
+@task(name="train-reward-model", retries=1, **CACHED)
+def train_reward_model(cfg: ExperimentConfig, init: str, run_id: str, iteration: int) -> str:
+    """Continue PRM training on this iteration's labels plus a replay of earlier ones; returns its dir."""
+    from prm.pipeline import train_reward_model as train_rm
+
+    store = Store(cfg.store.root)
+    new = store.read_prm_labels(run_id, iterations=[iteration])
+    old = store.read_prm_labels(run_id, iterations=range(1, iteration))
+    out = cfg.store.runs_dir / run_id / f"it{iteration:03d}" / "prm"
+    path, metrics = train_rm(cfg, Path(init), new, old, out)
+    for epoch, m in metrics.items():
+        store.write_prm_metrics(m, run_id=run_id, iteration=iteration, epoch=epoch)
+    return str(path)
