@@ -6,6 +6,7 @@ PREFECT_API_URL, a profile) wins.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def apply_offline_defaults(work_dir: Path = Path("runs")) -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str((work_dir / "prefect").resolve()))
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str((work_dir / "prefect" / "results").resolve()))
+    # Prefect gives the extra loggers its API handler but no level: at root's WARNING, their INFO lines
+    # (e.g. the trainer's per-step progress) would never reach the flow run's logs.
+    for name in filter(None, (n.strip() for n in os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"].split(","))):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.INFO)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-load bars drown the step progress in Prefect logs

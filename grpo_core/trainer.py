@@ -200,11 +200,13 @@ def train_grpo(
                 "train/lr": scheduler.get_last_lr()[0],
             }
             store.write_rollouts(rows, run_id=run_id, iteration=iteration, step=step, split="train")
-        with timer("checkpoint"):
-            if (g.checkpoint_every and step % g.checkpoint_every == 0) or step == g.steps:
-                checkpoint.save(run_dir, step, model, tok, optimizer, scheduler)
         metrics.update(timer.metrics())
         store.write_step_metrics(metrics, run_id=run_id, trial_id=trial_id, iteration=iteration, step=step)
+        # last: a step is done once its checkpoint exists; a crash before it redoes (and rewrites) the step
+        if (g.checkpoint_every and step % g.checkpoint_every == 0) or step == g.steps:
+            t_ckpt = time.perf_counter()
+            checkpoint.save(run_dir, step, model, tok, optimizer, scheduler)
+            log.debug("checkpoint of step %d in %.2fs", step, time.perf_counter() - t_ckpt)
         history.append({"step": step, **metrics})
         bar.set_postfix(reward=f"{metrics['rollout/reward_mean']:.3f}", kl=f"{metrics['train/kl']:.4f}")
         log.info("step %d/%d reward %.3f acc %.3f kl %.4f %.1fs", step, g.steps, metrics["rollout/reward_mean"],
