@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers.utils import logging as hf_logging
 
 from grpo_core.config import ModelConfig, TaskConfig
 from grpo_core.data.loaders import format_prompt
@@ -308,7 +309,14 @@ def _build_into(path: Path, model_cfg: ModelConfig, task_cfg: TaskConfig, *, pro
     losses = train_sft(model, examples, model_cfg, tok.pad_token_id, progress=progress)
     t_done = time.perf_counter()
     path.mkdir(parents=True)
-    model.save_pretrained(path)
+    bars_on = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()  # transformers' "Writing model shards" bar
+    try:
+        model.save_pretrained(path)
+    finally:
+        if bars_on:
+            hf_logging.enable_progress_bar()
     save_tokenizer(tok, path)
     info = {
         "bootstrap_version": BOOTSTRAP_VERSION,

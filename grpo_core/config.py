@@ -87,11 +87,11 @@ class ModelConfig(_Section):
         Path("runs/models"), description="where built embedded policies are kept and reused"
     )
     vocab_size: int = Field(384, ge=260, le=65536, description="BPE vocabulary size (embedded)")
-    hidden_size: int = Field(256, ge=16, le=4096, description="width of the embedded Qwen2")
+    hidden_size: int = Field(128, ge=16, le=4096, description="width of the embedded Qwen2")
     num_layers: int = Field(4, ge=1, le=64, description="decoder layers of the embedded Qwen2")
     num_heads: int = Field(4, ge=1, le=64, description="attention heads of the embedded Qwen2")
     max_positions: int = Field(256, ge=32, le=32768, description="context length of the embedded Qwen2")
-    sft_steps: int = Field(1500, ge=0, description="SFT optimizer steps on gold solutions")
+    sft_steps: int = Field(300, ge=0, description="SFT optimizer steps on gold solutions")
     sft_batch_size: int = Field(64, ge=1, description="SFT sequences per optimizer step")
     sft_lr: float = Field(2e-3, gt=0, description="SFT peak learning rate (cosine decay)")
     seed: int = Field(0, ge=0, description="seed of tokenizer/model init and SFT")
@@ -197,10 +197,18 @@ class PRMConfig(_Section):
 
     label: Literal["hard", "soft"] = Field("hard", description="Math-Shepherd label type to train on")
     n_completions: int = Field(4, ge=1, le=256, description="N: completions per step prefix when labelling")
+    samples_per_problem: int = Field(2, ge=1, le=1024, description="policy solutions sampled per labelled problem")
     lr: float = Field(2e-5, gt=0, le=1.0, description="reward model learning rate (paper: 2e-5)")
     epochs: int = Field(2, ge=1, description="passes over the labelled data per training")
+    batch_size: int = Field(16, ge=1, description="labelled solutions per optimizer step")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clip norm; 0 disables")
     replay_fraction: float = Field(0.1, ge=0, le=1.0, description="share of earlier labels replayed (paper: 10%)")
+    eval_fraction: float = Field(
+        0.2, ge=0, lt=1.0, description="share of newly labelled problems held out for PRM metrics (not trained on)"
+    )
     step_tag: str = Field("\n", min_length=1, description="text whose token the PRM head reads after each step")
+    seed: int = Field(0, ge=0, description="seed of label sampling, hold-out split, replay draw and training")
 
 
 class IterativeConfig(_Section):

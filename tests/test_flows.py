@@ -157,8 +157,8 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
     }
     args = [sys.executable, str(REPO / "tests" / "helpers" / "flow_script.py"), str(tmp_path / "cfg.json")]
     it2 = cfg.store.runs_dir / run_id / "it002"
-    # Written after step 1's rollouts and checkpoint: the kill lands after a checkpoint of iteration 2.
-    marker = cfg.store.root / "step_metrics" / run_id / "it002-step000001.parquet"
+    # Step 2's metrics come after step 1's checkpoint: the kill lands after a checkpoint of iteration 2.
+    marker = cfg.store.root / "step_metrics" / run_id / "it002-step000002.parquet"
 
     log = tmp_path / "killed.log"
     with open(log, "wb") as out:

@@ -1,0 +1,59 @@
+"""Bench: N GRPO steps on the embedded default policy; seconds per step by phase, peak memory.
+
+    .venv/bin/python bench/bench_grpo.py [--steps N] [section.field=value ...]
+
+Phases come from the trainer's own `time/*_s` step metrics: generate (rollouts),
+logprob (old-policy and reference forward passes), train (forward/backward and
+optimizer), reward (verify, rewards, advantages, packing) and store (rows and
+Parquet). Target: everything but generation and the forward/backward passes,
+i.e. (reward + store + unaccounted bookkeeping) / step, under 5%. Peak memory is
+the process's max RSS (target: under 4 GiB for the main job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from grpo_core.config import load_config  # noqa: E402
+from grpo_core.pipeline import load_data, policy_dir  # noqa: E402
+from grpo_core.store import Store  # noqa: E402
+from grpo_core.trainer import train_grpo  # noqa: E402
+
+MODEL_PHASES = ("generate", "logprob", "train")
+OTHER_PHASES = ("reward", "store")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(None, [f"grpo.steps={args.steps}", "grpo.checkpoint_every=0", "logging.progress=false",
+                                 f"store.root={tmp}/store", *args.overrides])
+        policy = policy_dir(cfg)  # the cached embedded policy (built on first use)
+        train, _ = load_data(cfg)
+        result = train_grpo(cfg, policy, train.problems, Store(cfg.store.root), Path(tmp) / "run", run_id="bench")
+    history = result.history[1:] or result.history  # step 1 warms up
+    mean = lambda key: sum(h[key] for h in history) / len(history)  # noqa: E731
+    step = mean("time/step_s")
+    print(f"GRPO steps: {len(history)} measured (B={cfg.grpo.questions_per_step}, G={cfg.grpo.group_size}, "
+          f"max_new_tokens={cfg.rollout.max_new_tokens}), {step:.3f} s/step")
+    for phase in (*MODEL_PHASES, *OTHER_PHASES):
+        t = mean(f"time/{phase}_s")
+        print(f"  {phase:<9} {t:8.3f} s  {t / step:6.1%}")
+    model_time = sum(mean(f"time/{p}_s") for p in MODEL_PHASES)
+    other = step - model_time
+    print(f"  overhead (reward + store + bookkeeping) {other:.3f} s = {other / step:.2%} of the step (target < 5%)")
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak memory (max RSS) {peak_gib:.2f} GiB (target < 4 GiB)")
+
+
+if __name__ == "__main__":
+    main()
