@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: setup
-	$(VENV)/bin/grpo train --config configs/default.yaml $(ARGS)
+	$(VENV)/bin/grpo run --config configs/default.yaml $(ARGS)
 
 test: setup
 	$(VENV)/bin/pytest -q $(ARGS)
