@@ -12,6 +12,8 @@ export TRANSFORMERS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 export WANDB_MODE ?= offline
 export DO_NOT_TRACK = 1
+# Idle OpenMP threads sleep instead of spinning: on 2 shared cores spinning slows torch severalfold.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup run test bench
 setup: $(STAMP)

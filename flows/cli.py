@@ -19,6 +19,11 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+
+from flows.settings import apply_offline_defaults
+
+apply_offline_defaults()  # before torch or Prefect is imported
+
 from rich.table import Table
 
 from grpo_core.config import ConfigError, ExperimentConfig, commented_yaml, load_config

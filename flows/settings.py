@@ -18,6 +18,7 @@ OFFLINE_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "OMP_WAIT_POLICY": "PASSIVE",  # read when torch loads: idle threads sleep, not spin (2 shared cores)
 }
 
 

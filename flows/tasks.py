@@ -77,7 +77,7 @@ def train_reward_model(cfg: ExperimentConfig, init: str, run_id: str, iteration:
     new = store.read_prm_labels(run_id, iterations=[iteration])
     old = store.read_prm_labels(run_id, iterations=range(1, iteration))
     out = cfg.store.runs_dir / run_id / f"it{iteration:03d}" / "prm"
-    path, metrics = train_rm(cfg, Path(init), new, old, out)
+    path, metrics = train_rm(cfg, Path(init), new, old, out, version=f"process:{run_id}:it{iteration:03d}")
     for epoch, m in metrics.items():
         store.write_prm_metrics(m, run_id=run_id, iteration=iteration, epoch=epoch)
     return str(path)

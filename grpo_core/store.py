@@ -29,7 +29,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -360,6 +360,13 @@ class Store:
         path = self.root / "prm_metrics" / run_id / f"it{iteration:03d}-{model}-epoch{epoch:04d}.parquet"
         _write_atomic(table, path)
         return path
+
+    def read_prm_labels(self, run_id: str, iterations: Iterable[int]) -> list[dict[str, Any]]:
+        """The stored step labels of `run_id` for the given iterations (missing iterations give none)."""
+        _check_id("run_id", run_id)
+        paths = [self.root / "prm_labels" / run_id / f"it{i:03d}.parquet" for i in iterations]
+        found = [p for p in paths if p.exists()]
+        return pq.read_table(found).to_pylist() if found else []
 
     def _trial_id(self, run_id: str) -> str | None:
         if run_id not in self._trial_ids:

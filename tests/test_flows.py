@@ -121,6 +121,33 @@ def test_iterative_flow_evaluates_each_iteration_and_reruns_from_cache(prefect_a
     assert _mtimes(cfg.store.root / "rollouts") == before
 
 
+def test_iterative_flow_with_process_supervision_labels_trains_a_prm_and_uses_its_step_rewards(
+        prefect_api, tmp_path, tiny_cfg, tiny_policy_dir):
+    from flows.grpo import grpo_iterative
+
+    cfg = _cfg(tmp_path, tiny_cfg, "run_name=process", "iterative.iterations=2", "grpo.supervision=process",
+               "iterative.label_problems=4", "prm.samples_per_problem=2", "prm.n_completions=2", "prm.epochs=1")
+    with one_thread():
+        result = grpo_iterative(cfg)
+    run_id = run_id_for(cfg)
+    _check_evals(result["evals"], 2)
+    assert _counts(cfg, run_id) == _expected(2, 2)
+    assert Path(result["reward_model"]) == cfg.store.runs_dir / run_id / "it002" / "prm"
+    labels = query(cfg.store.root, "SELECT iteration, count(DISTINCT solution_index) AS n FROM prm_labels "
+                   "WHERE run_id = $r GROUP BY ALL ORDER BY ALL", {"r": run_id}).to_pylist()
+    # 4 problems x 2 solutions each; a solution with no step text has nothing to label
+    assert [row["iteration"] for row in labels] == [1, 2] and all(1 <= row["n"] <= 8 for row in labels)
+    train = query(cfg.store.root, "SELECT iteration, reward_model, step_rewards, advantage FROM rollouts "
+                  "WHERE run_id = $r AND split = 'train'", {"r": run_id}).to_pylist()
+    for row in train:  # every training rollout carries the PRM's step scores and the PRM's version
+        assert row["reward_model"] and f"it{row['iteration']:03d}" in row["reward_model"]
+        assert all(0.0 < r < 1.0 for r in row["step_rewards"])  # sigmoid scores; empty for step-less text
+    assert sum(len(row["step_rewards"]) for row in train) > len(train)
+    trained = query(cfg.store.root, "SELECT DISTINCT iteration FROM prm_metrics WHERE run_id = $r AND epoch >= 1 "
+                    "ORDER BY 1", {"r": run_id}).to_pylist()
+    assert trained == [{"iteration": 1}, {"iteration": 2}]
+
+
 def _iteration_step(path: Path) -> tuple[int, int]:
     """(iteration, step) of a store file named it{iteration:03d}-step{step:06d}..."""
     it, step = re.match(r"it(\d+)-step(\d+)", path.name).groups()

@@ -1,0 +1,117 @@
+"""Experiment: how good is a PRM trained on Math-Shepherd labels of the embedded policy?
+
+    .venv/bin/python bench/prm_quality.py [--train-problems 64] [--eval-problems 32] [--labels DIR]
+                                          [--kind process|outcome] [section.field=value ...]
+
+1. Build (or reuse) the default embedded policy; sample prm.samples_per_problem
+   solutions for --train-problems train problems and --eval-problems held-out
+   (test split) problems; label every step with prm.n_completions continuations.
+2. Print label agreement with the exact labels (synthetic task).
+3. Train the RM from the policy dir (prm.* settings) on the train labels and
+   report per epoch the step-level AUC against the exact labels of the held-out
+   solutions (target: AUC >= 0.85), plus accuracy and the Math-Shepherd
+   ranking check: mean min-step score of correct vs wrong held-out solutions.
+
+--labels DIR caches the label files (train.jsonl, eval.jsonl) so training
+settings can be tuned without relabelling. Threads: torch uses
+$BENCH_THREADS (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from grpo_core.bootstrap import build_policy  # noqa: E402
+from grpo_core.config import load_config  # noqa: E402
+from grpo_core.data.synthetic import generate_splits  # noqa: E402
+from prm.data import load_label_file, save_label_file, solutions_from_rows  # noqa: E402
+from prm.label import label_agreement  # noqa: E402
+from prm.pipeline import label_policy_samples, train_reward_model  # noqa: E402
+from prm.train import roc_auc  # noqa: E402
+
+
+def _fmt(m: dict[str, float]) -> str:
+    return " ".join(f"{k.split('/')[-1]}={v:.3f}" for k, v in m.items())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train-problems", type=int, default=64)
+    ap.add_argument("--eval-problems", type=int, default=32)
+    ap.add_argument("--labels", type=Path, default=None, help="dir caching train.jsonl / eval.jsonl")
+    ap.add_argument("--kind", choices=["process", "outcome"], default="process")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    cfg = load_config(None, ["logging.progress=false", *args.overrides])
+    policy = build_policy(cfg.model, cfg.task, progress=False)
+    train, test = generate_splits(cfg.task.synthetic, cfg.task.seed)
+
+    cache = args.labels
+    if cache is not None and (cache / "train.jsonl").exists():
+        train_rows, eval_rows = load_label_file(cache / "train.jsonl"), load_label_file(cache / "eval.jsonl")
+        print(f"labels: read {len(train_rows)} + {len(eval_rows)} step rows from {cache}")
+    else:
+        t0 = time.perf_counter()
+        c = cfg.model_copy(deep=True)
+        c.iterative.label_problems = args.train_problems
+        train_rows = label_policy_samples(c, policy, train, None, "bench", 0)
+        c.iterative.label_problems = args.eval_problems
+        eval_rows = label_policy_samples(c, policy, test, None, "bench", 1)
+        seconds = time.perf_counter() - t0
+        print(f"labels: {len(train_rows)} train + {len(eval_rows)} held-out step rows in {seconds:.1f}s "
+              f"({(len(train_rows) + len(eval_rows)) / seconds:.1f} steps/s incl. sampling), "
+              f"N={cfg.prm.n_completions}")
+        if cache is not None:
+            save_label_file(train_rows, cache / "train.jsonl")
+            save_label_file(eval_rows, cache / "eval.jsonl")
+    for name, rows in (("train", train_rows), ("held-out", eval_rows)):
+        sols = solutions_from_rows(rows, cfg.prm.step_tag)
+        acc = sum(s.correct for s in sols) / len(sols)
+        print(f"  {name}: {len(sols)} solutions, policy accuracy {acc:.3f}; agreement with exact: "
+              f"{_fmt(label_agreement(rows))}")
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, history = train_reward_model(cfg, policy, train_rows, [], Path(tmp) / "rm", kind=args.kind,
+                                        eval_labels=eval_rows)
+        from prm.model import RewardModel, load_tokenizer
+        from prm.score import solution_scores
+        from prm.batch import collate, encode_solution
+
+        rm, tok = RewardModel.load(Path(tmp) / "rm"), load_tokenizer(Path(tmp) / "rm")
+        sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)
+        b = collate([encode_solution(s, tok, cfg.prm.step_tag, args.kind) for s in sols], tok.pad_token_id)
+        with torch.no_grad():
+            scores = torch.sigmoid(rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask))
+        ranking = solution_scores(scores, b.gather_mask).tolist()
+    seconds = time.perf_counter() - t0
+    prefix = "prm" if args.kind == "process" else "orm"
+    for epoch, m in history.items():
+        print(f"epoch {epoch}: train_loss={m[f'{prefix}/train_loss']:.3f} eval_loss={m[f'{prefix}/eval_loss']:.3f} "
+              f"auc_exact={m.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} "
+              f"acc_exact={m.get(f'{prefix}/eval_acc_exact', float('nan')):.3f} "
+              f"auc_vs_labels={m[f'{prefix}/eval_auc']:.3f} tok/s={m[f'{prefix}/train_tokens_per_s']:.0f}")
+    correct = [s.correct for s in sols]
+    print(f"solution ranking (min step score) AUC for correctness: {roc_auc(ranking, correct):.3f}")
+    final = history[max(history)]
+    print(f"trained in {seconds:.1f}s; final held-out step AUC vs exact labels: "
+          f"{final.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} (target >= 0.85)")
+    print(json.dumps({"auc_exact": final.get(f"{prefix}/eval_auc_exact"), "seconds": round(seconds, 1),
+                      "prm": cfg.prm.model_dump(mode="json")}))
+
+
+if __name__ == "__main__":
+    random.seed(0)
+    main()

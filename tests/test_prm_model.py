@@ -1,0 +1,127 @@
+"""Reward model: step-tag gather positions, forward shapes, overfitting a tiny set, save/load."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from grpo_core.config import PRMConfig
+from grpo_core.steps import step_token_ends
+from prm.batch import collate, encode_solution
+from prm.data import LabelledSolution
+from prm.model import RewardModel, load_tokenizer
+from prm.train import evaluate, train
+
+
+def sol(prompt: str, steps: list[str], hard: list[bool], exact: list[bool | None] | None = None) -> LabelledSolution:
+    return LabelledSolution(key=(None, None, "p", 0), problem_id="p", prompt=prompt, steps=steps, hard=hard,
+                            soft=[float(h) for h in hard], exact=exact or [None] * len(steps))
+
+
+@cache
+def merging_bpe() -> PreTrainedTokenizerFast:
+    """Byte-level BPE without a regex pre-split: merges run across newlines ("7\\nThe")."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=330, special_tokens=["<eos>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(["3 + 4 = 7\nThe answer is 7\n"] * 50, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
+
+
+SOLUTIONS = [
+    sol("Question: Ann has 3 apples. How many?\nAnswer:\n", ["How many?", "3 + 4 = 7", "The answer is 7"],
+        [True, True, True]),
+    sol("Q: x\nA:\n", ["3 + 4 = 7", "The answer is 7"], [True, False]),  # shorter prompt: more left padding
+]
+
+
+def check_gather(tok, solutions, delimiter="\n"):
+    items = [encode_solution(s, tok, delimiter) for s in solutions]
+    b = collate(items, tok.pad_token_id)
+    P = max(len(e.prompt_ids) for e in items)
+    for i, (s, e) in enumerate(zip(solutions, items)):
+        ends = step_token_ends(e.completion_ids, tok, delimiter).ends
+        assert b.gather_index[i, : len(ends)].tolist() == [P + t for t in ends]
+        assert b.gather_mask[i].tolist() == [True] * len(ends) + [False] * (b.gather_mask.shape[1] - len(ends))
+        for j, t in enumerate(ends):
+            assert int(b.input_ids[i, P + t]) == e.completion_ids[t]  # the gathered column is that token
+            through = tok.decode(e.completion_ids[: t + 1])
+            closing = delimiter.join(s.steps[: j + 1]) + (delimiter if j < len(s.steps) - 1 else "")
+            assert through.startswith(closing)  # the token completes step j (and its delimiter)
+            assert not tok.decode(e.completion_ids[:t]).startswith(closing)  # ... and no earlier token does
+    return b, items
+
+
+def test_gather_positions_policy_tokenizer(tiny_policy_dir):
+    tok = load_tokenizer(tiny_policy_dir)
+    b, items = check_gather(tok, SOLUTIONS)
+    assert b.gather_index.shape == (2, 3) and b.targets[1].tolist() == [1.0, 0.0, 0.0]
+    first_end = items[0].ends[0]
+    assert "?" in tok.decode([items[0].completion_ids[first_end]])  # "?\n" is one token: delimiter merged
+
+
+def test_gather_positions_when_the_delimiter_merges_with_the_next_step():
+    tok = merging_bpe()
+    b, items = check_gather(tok, SOLUTIONS)
+    merged = [tok.decode([e.completion_ids[t]]) for e in items for t in e.ends[:-1]]
+    assert any("\n" in m and not m.endswith("\n") for m in merged), merged  # e.g. "3 + 4 = 7\nTh"
+
+
+def test_outcome_encoding_reads_the_last_text_token(tiny_policy_dir):
+    tok = load_tokenizer(tiny_policy_dir)
+    e = encode_solution(SOLUTIONS[1], tok, "\n", kind="outcome")
+    assert e.ends == [len(e.completion_ids) - 1] and e.targets == [0.0]
+
+
+def test_forward_shapes_and_masked_zeros(tiny_policy_dir):
+    tok = load_tokenizer(tiny_policy_dir)
+    rm = RewardModel.from_pretrained(tiny_policy_dir)
+    b = collate([encode_solution(s, tok, "\n") for s in SOLUTIONS], tok.pad_token_id)
+    logits = rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask)
+    assert logits.shape == b.gather_index.shape == (2, 3)
+    assert float(logits[1, 2].detach()) == 0.0  # padding step
+
+
+def test_prm_overfits_a_tiny_labelled_set_and_round_trips(tiny_policy_dir, tmp_path):
+    tok = load_tokenizer(tiny_policy_dir)
+    data = [
+        sol("Q: a\nA:\n", ["2 + 3 = 5", "5 * 2 = 10", "The answer is 10"], [True, True, True]),
+        sol("Q: a\nA:\n", ["2 + 3 = 6", "6 * 2 = 12", "The answer is 12"], [False, False, False]),
+        sol("Q: b\nA:\n", ["4 - 1 = 3", "3 + 3 = 7", "The answer is 7"], [True, False, False]),
+        sol("Q: b\nA:\n", ["4 - 1 = 3", "3 + 3 = 6", "The answer is 6"], [True, True, True]),
+    ]
+    torch.manual_seed(0)
+    rm = RewardModel.from_pretrained(tiny_policy_dir, version="test-v1")
+    cfg = PRMConfig(lr=3e-3, epochs=60, batch_size=4)
+    history = train(rm, tok, data, data, cfg, delimiter="\n")
+    first, last = history[1], history[60]
+    assert last["prm/train_loss"] < 0.05 < first["prm/train_loss"]
+    assert last["prm/eval_acc"] == 1.0 and last["prm/eval_auc"] == 1.0
+
+    b = collate([encode_solution(s, tok, "\n") for s in data], tok.pad_token_id)
+    before = torch.sigmoid(rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask))
+    assert ((before > 0.5) == (b.targets > 0.5))[b.gather_mask].all()
+
+    path = rm.save(tmp_path / "rm", tokenizer=tok)
+    again = RewardModel.load(path)
+    assert (again.kind, again.version) == ("process", "test-v1")
+    tok2 = load_tokenizer(path)
+    b2 = collate([encode_solution(s, tok2, "\n") for s in data], tok2.pad_token_id)
+    assert torch.equal(b2.input_ids, b.input_ids)
+    after = torch.sigmoid(again(b2.input_ids, b2.attention_mask, b2.position_ids, b2.gather_index, b2.gather_mask))
+    assert torch.equal(after, before)
+    assert evaluate(again, [encode_solution(s, tok2, "\n") for s in data], tok2.pad_token_id, 4) == pytest.approx(
+        {k: v for k, v in last.items() if "/eval_" in k})
+
+
+def test_load_rejects_a_plain_model_dir(tiny_policy_dir):
+    with pytest.raises(FileNotFoundError, match="not a saved reward model"):
+        RewardModel.load(tiny_policy_dir)
+    with pytest.raises(ValueError, match="kind must be"):
+        RewardModel.from_pretrained(tiny_policy_dir, kind="bogus")
