@@ -12,7 +12,8 @@ cached under model.cache_dir):
     (attended tokens of the packed minibatches, forward + backward + AdamW);
   - scoring: the trainer's StepScorer on a GRPO-sized rollout batch
     (grpo.questions_per_step x grpo.group_size): rollouts per second.
-Threads: torch uses $BENCH_THREADS (default 2).
+Threads: torch uses $BENCH_THREADS (default 2), with OMP_WAIT_POLICY=PASSIVE unless set:
+on shared cores spinning OpenMP threads made labelling and training 10-40x slower.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads: idle threads sleep (shared cores)
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

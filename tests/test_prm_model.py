@@ -125,3 +125,18 @@ def test_load_rejects_a_plain_model_dir(tiny_policy_dir):
         RewardModel.load(tiny_policy_dir)
     with pytest.raises(ValueError, match="kind must be"):
         RewardModel.from_pretrained(tiny_policy_dir, kind="bogus")
+
+
+def test_orm_learns_solution_correctness_one_score_each(tiny_policy_dir):
+    tok = load_tokenizer(tiny_policy_dir)
+    data = [
+        sol("Q: a\nA:\n", ["2 + 3 = 5", "The answer is 5"], [True, True]),
+        sol("Q: a\nA:\n", ["2 + 3 = 6", "The answer is 6"], [False, False]),
+        sol("Q: b\nA:\n", ["4 * 2 = 8", "The answer is 8"], [True, True]),
+        sol("Q: b\nA:\n", ["4 * 2 = 6", "The answer is 6"], [False, False]),
+    ]
+    torch.manual_seed(0)
+    orm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome")
+    history = train(orm, tok, data, data, PRMConfig(lr=3e-3, epochs=40, batch_size=4), delimiter="\n")
+    last = history[40]
+    assert last["orm/eval_steps"] == 4 and last["orm/eval_acc"] == 1.0 and last["orm/train_loss"] < 0.1
