@@ -257,7 +257,7 @@ class LoggingConfig(_Section):
 
 class ExperimentConfig(_Section):
     """One experiment. Departures from the paper's settings (Sec. 4.2), all for a
-    CPU-sized default that finishes in minutes: G = 8 (paper 64), lr 1e-5 (1e-6:
+    CPU-sized default that finishes in minutes: G = 8 (paper 64), lr 2e-5 (1e-6:
     the tiny policy needs larger steps), max_new_tokens 64 (1024), 60 steps,
     reward-model lr 3e-4 (2e-5, see PRMConfig).
     """
