@@ -249,10 +249,9 @@ class StoreConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    """Progress display and optional experiment trackers."""
+    """Progress display (experiment trackers such as W&B arrive with the scale-out work)."""
 
     progress: bool = Field(True, description="show progress bars")
-    wandb: Literal["off", "offline", "online"] = Field("off", description="W&B mode (offline by default when on)")
 
 
 class ExperimentConfig(_Section):
