@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
-import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning idle threads crawl on 2 shared cores
 
-import pytest
-import torch
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from grpo_core.bootstrap import build_policy
 from grpo_core.config import ExperimentConfig, load_config
