@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from functools import cache
 
 import pytest
@@ -217,9 +216,7 @@ def test_cost_is_linear_in_length() -> None:
     lines = [f"{rng.randint(0, 999)} + {rng.randint(0, 999)} = {rng.randint(0, 999)} € café 日本" for _ in range(400)]
     ids = tok.encode("\n".join(lines), add_special_tokens=False)[:1024]
     counting = CountingTokenizer(tok)
-    start = time.perf_counter()
     spans = step_token_ends(ids, counting)
-    elapsed = time.perf_counter() - start
     assert len(ids) == 1024 and len(spans.ends) == 46
     # Reference: the first prefix of tokens whose decoded text holds steps 0..j (binary search).
     decoded = tok.decode(ids)
@@ -234,7 +231,6 @@ def test_cost_is_linear_in_length() -> None:
     # Each token is decoded within windows of at most ~2 * WINDOW tokens, never the whole prefix.
     assert counting.decoded <= 2 * WINDOW * len(ids)
     assert counting.decoded < len(ids) * (len(ids) + 1) // 2 / 20
-    assert elapsed < 1.0
 
 
 # ---------------------------------------------------------------- property
