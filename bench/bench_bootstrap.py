@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 import time
@@ -36,41 +35,18 @@ from grpo_core.data.loaders import format_prompt  # noqa: E402
 from grpo_core.data.problem import Problem  # noqa: E402
 from grpo_core.data.synthetic import generate_splits  # noqa: E402
 from grpo_core.policy import load_policy  # noqa: E402
+from grpo_core.rewards import verdicts_for  # noqa: E402
+from grpo_core.rollout.base import SamplingParams  # noqa: E402
+from grpo_core.rollout.hf import HFEngine  # noqa: E402
 
-ANSWER_RE = re.compile(r"The answer is (-?\d+)")
 GEN_BATCH = 100  # prompts per generate call
 N_SAMPLES = 4  # samples per problem at temperature 1.0
 
 
 def _judge(completions: list[str], problems: list[Problem]) -> tuple[list[bool], list[bool]]:
-    """(correct, well-formed) per completion: the lead's verifier if present, else the regex."""
-    try:
-        from grpo_core.rewards import verdicts_for
-
-        verdicts = verdicts_for(completions, problems)
-        return [bool(v.correct) for v in verdicts], [v.answer is not None for v in verdicts]
-    except ImportError:
-        matches = [ANSWER_RE.search(c) for c in completions]
-        return [bool(m) and m[1] == p.answer for m, p in zip(matches, problems)], [bool(m) for m in matches]
-
-
-@torch.no_grad()
-def generate(model, tok, prompts: list[str], *, max_new_tokens: int, temperature: float | None) -> list[str]:
-    out: list[str] = []
-    for lo in range(0, len(prompts), GEN_BATCH):
-        enc = tok(prompts[lo : lo + GEN_BATCH], return_tensors="pt", padding=True, add_special_tokens=False)
-        gen = model.generate(
-            **enc,
-            do_sample=temperature is not None,
-            temperature=temperature,
-            top_p=None,
-            top_k=None,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-        out += tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    return out
+    """(correct, well-formed) per completion, by the verifier the reward uses."""
+    verdicts = verdicts_for(completions, problems)
+    return [v.correct for v in verdicts], [v.answer is not None for v in verdicts]
 
 
 def main(argv: list[str]) -> None:
@@ -95,14 +71,14 @@ def main(argv: list[str]) -> None:
         max_new = cfg.rollout.max_new_tokens
 
         t1 = time.perf_counter()
-        greedy = generate(model, tok, prompts, max_new_tokens=max_new, temperature=None)
+        engine = HFEngine(model, tok, batch_size=GEN_BATCH)
+        greedy = engine.generate(prompts, SamplingParams(greedy=True, max_new_tokens=max_new)).completions
         greedy_s = time.perf_counter() - t1
         correct, wellformed = _judge(greedy, test)
 
-        torch.manual_seed(0)
         t2 = time.perf_counter()
-        sampled = generate(model, tok, [p for p in prompts for _ in range(N_SAMPLES)], max_new_tokens=max_new,
-                           temperature=1.0)
+        params = SamplingParams(n=N_SAMPLES, temperature=1.0, max_new_tokens=max_new, seed=0)
+        sampled = engine.generate(prompts, params).completions
         sample_s = time.perf_counter() - t2
         s_correct, s_wellformed = _judge(sampled, [p for p in test for _ in range(N_SAMPLES)])
 

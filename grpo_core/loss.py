@@ -26,6 +26,12 @@ from torch import Tensor
 LossAgg = Literal["seq_mean_token_mean", "token_mean", "dr_grpo"]
 
 
+def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """Per-token k3 estimate of KL(pi_theta || pi_ref) (Eq. 4): pi_ref/pi - log(pi_ref/pi) - 1 >= 0."""
+    log_ref_over_pi = ref_logp - logp  # (N, T) log(pi_ref / pi_theta)
+    return torch.exp(log_ref_over_pi) - log_ref_over_pi - 1.0  # (N, T)
+
+
 def per_token_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -62,8 +68,7 @@ def per_token_loss(
     loss = -surrogate  # (N, T) we minimise the negated objective
 
     if ref_logp is not None:
-        log_ref_over_pi = ref_logp - logp  # (N, T) log(pi_ref / pi_theta)
-        kl = torch.exp(log_ref_over_pi) - log_ref_over_pi - 1.0  # (N, T) k3, Eq. 4, >= 0
+        kl = k3_kl(logp, ref_logp)  # (N, T)
         if beta != 0.0:
             loss = loss + beta * kl  # (N, T) -(surrogate - beta * KL)
     else:

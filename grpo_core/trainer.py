@@ -35,7 +35,7 @@ from grpo_core.batch import PackedBatch, pack, token_logprobs
 from grpo_core.config import ExperimentConfig, GRPOConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
-from grpo_core.loss import aggregate, loss_metrics, per_token_loss
+from grpo_core.loss import aggregate, k3_kl, loss_metrics, per_token_loss
 from grpo_core.policy import load_policy
 from grpo_core.records import RunKey, rollout_rows
 from grpo_core.rewards import compute_rewards, verdicts_for
@@ -75,9 +75,9 @@ def lr_lambda(cfg: GRPOConfig, total_updates: int) -> Callable[[int], float]:
     return f
 
 
-def step_seed(seed: int, iteration: int, step: int) -> int:
-    """Seed of one step's question draw and sampling, independent of history."""
-    return (seed * 1_000_003 + iteration * 10_007 + step) % (2**31)
+def derive_seed(seed: int, iteration: int, index: int) -> int:
+    """A seed for draw `index` of `iteration` (a GRPO step, a labelling stage), independent of history."""
+    return (seed * 1_000_003 + iteration * 10_007 + index) % (2**31)
 
 
 def sample_questions(train: list[Problem], b: int, seed: int) -> list[Problem]:
@@ -138,7 +138,7 @@ def train_grpo(
                disable=not cfg.logging.progress)
     for step in bar:
         timer = _PhaseTimer()
-        seed = step_seed(g.seed, iteration, step)
+        seed = derive_seed(g.seed, iteration, step)
         problems = sample_questions(train, g.questions_per_step, seed)
         b = len(problems)
         prompts = [format_prompt(p, cfg.task.prompt_template) for p in problems]
@@ -253,8 +253,7 @@ def _sequence_kl(old_logp: torch.Tensor, ref_logp: torch.Tensor | None, mask: to
     """Mean k3 KL(pi_old || pi_ref) per sequence (Eq. 4), from the pre-update log-probs."""
     if ref_logp is None:
         return None
-    d = ref_logp - old_logp
-    kl = (torch.exp(d) - d - 1) * mask  # (N, T)
+    kl = k3_kl(old_logp, ref_logp) * mask  # (N, T)
     return (kl.sum(1) / mask.sum(1).clamp(min=1)).tolist()
 
 

@@ -27,16 +27,13 @@ from grpo_core.policy import load_policy
 from grpo_core.rollout import make_engine
 from grpo_core.rollout.base import SamplingParams
 from grpo_core.store import Store
+from grpo_core.trainer import derive_seed
 from prm.data import LabelledSolution, solutions_from_rows
 from prm.label import LabelRow, label_agreement, label_solutions
 from prm.model import RM_INFO, Kind, RewardModel, load_tokenizer
 from prm.train import mix_replay, train
 
 log = logging.getLogger("prm")
-
-
-def _seed(base: int, iteration: int, salt: int) -> int:
-    return (base * 1_000_003 + iteration * 10_007 + salt) % (2**31)
 
 
 def label_policy_samples(
@@ -59,18 +56,18 @@ def label_policy_samples(
     t0 = time.perf_counter()
     model, tok = load_policy(policy_dir)
     engine = make_engine(cfg.rollout, model, tok)
-    chosen = random.Random(_seed(p.seed, iteration, 1)).sample(list(problems), min(cfg.iterative.label_problems,
+    chosen = random.Random(derive_seed(p.seed, iteration, 1)).sample(list(problems), min(cfg.iterative.label_problems,
                                                                                    len(problems)))
     prompts = [format_prompt(q, cfg.task.prompt_template) for q in chosen]
     params = SamplingParams(n=p.samples_per_problem, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                            max_new_tokens=cfg.rollout.max_new_tokens, seed=_seed(p.seed, iteration, 2))
+                            max_new_tokens=cfg.rollout.max_new_tokens, seed=derive_seed(p.seed, iteration, 2))
     samples = engine.generate(prompts, params)
     expanded = [q for q in chosen for _ in range(p.samples_per_problem)]
     t1 = time.perf_counter()
     rows = label_solutions(engine, expanded, samples, n_completions=p.n_completions,
                            prompt_template=cfg.task.prompt_template, delimiter=p.step_tag,
                            max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-                           top_p=cfg.rollout.top_p, seed=_seed(p.seed, iteration, 3))
+                           top_p=cfg.rollout.top_p, seed=derive_seed(p.seed, iteration, 3))
     t2 = time.perf_counter()
     metrics = label_metrics(rows, sample_s=t1 - t0, label_s=t2 - t1)
     log.info("labelled %d steps of %d solutions in %.1fs", len(rows), len(samples), t2 - t0)
