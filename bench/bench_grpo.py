@@ -4,9 +4,10 @@
 
 Phases come from the trainer's own `time/*_s` step metrics: generate (rollouts),
 logprob (old-policy and reference forward passes), train (forward/backward and
-optimizer), reward (verify, rewards, advantages, packing) and store (rows and
-Parquet). Target: everything but generation and the forward/backward passes,
-i.e. (reward + store + unaccounted bookkeeping) / step, under 5%. Peak memory is
+optimizer), reward (verify, rewards, advantages, packing), sync (weights into
+the rollout engine) and store (rows and Parquet). Target: everything but
+generation and the forward/backward passes, i.e. (reward + sync + store +
+unaccounted bookkeeping) / step, under 5%. Peak memory is
 the process's max RSS (target: under 4 GiB for the main job).
 """
 
@@ -26,7 +27,7 @@ from grpo_core.store import Store  # noqa: E402
 from grpo_core.trainer import train_grpo  # noqa: E402
 
 MODEL_PHASES = ("generate", "logprob", "train")
-OTHER_PHASES = ("reward", "store")
+OTHER_PHASES = ("reward", "sync", "store")
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
         print(f"  {phase:<9} {t:8.3f} s  {t / step:6.1%}")
     model_time = sum(mean(f"time/{p}_s") for p in MODEL_PHASES)
     other = step - model_time
-    print(f"  overhead (reward + store + bookkeeping) {other:.3f} s = {other / step:.2%} of the step (target < 5%)")
+    print(f"  overhead (reward + sync + store + bookkeeping) {other:.3f} s = {other / step:.2%} of the step (target < 5%)")
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak memory (max RSS) {peak_gib:.2f} GiB (target < 4 GiB)")
 

@@ -18,6 +18,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 from analysis.summary import eval_summary
 from grpo_core import pipeline
 from grpo_core.config import ExperimentConfig
+from grpo_core.loggers import mirror
 from grpo_core.records import RunKey
 from grpo_core.store import Store
 
@@ -41,8 +42,11 @@ def evaluate(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, st
     _, test = pipeline.load_data(cfg)
     key = RunKey(run_id, trial_id, iteration, step)
     result = pipeline.evaluate_policy(cfg, Path(policy), test, Store(cfg.store.root), key)
-    return {"greedy_accuracy": result.greedy_accuracy, "wellformed_rate": result.wellformed_rate,
-            **eval_summary(cfg.store.root, run_id, iteration, step, cfg.eval.k_max)}
+    summary = {"greedy_accuracy": result.greedy_accuracy, "wellformed_rate": result.wellformed_rate,
+               **eval_summary(cfg.store.root, run_id, iteration, step, cfg.eval.k_max)}
+    mirror(cfg, cfg.store.runs_dir / run_id, name=f"{run_id}-eval-it{iteration:03d}", group=run_id, step=step,
+           metrics={f"eval/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
+    return summary
 
 
 @task(name="grpo", retries=1, **CACHED)
@@ -53,7 +57,8 @@ def grpo(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, reward
     if reward_model is not None:
         from prm.score import load_step_scorer
 
-        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag)
+        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag,
+                                           cfg.grpo.process_outcome_weight)
     result = pipeline.grpo_iteration(cfg, Path(policy), run_id, iteration, trial_id=trial_id, step_scorer=scorer,
                                      reward_model=version)
     return str(result.policy_dir)
@@ -81,3 +86,16 @@ def train_reward_model(cfg: ExperimentConfig, init: str, run_id: str, iteration:
     for epoch, m in metrics.items():
         store.write_prm_metrics(m, run_id=run_id, iteration=iteration, epoch=epoch)
     return str(path)
+
+
+@task(name="write-report", retries=1)
+def write_report(cfg: ExperimentConfig, run_ids: list[str], out_dir: str | None = None) -> dict[str, str]:
+    """The RL-effects report of `run_ids` (analysis.report) from the store; returns its file paths.
+    Not cached: a rerun reads the store as it is then. Default out_dir: <runs_dir>/<run_id>/report."""
+    from analysis import report
+
+    out = Path(out_dir) if out_dir else report.default_report_dir(cfg.store.runs_dir, run_ids)
+    paths = report.write_report(cfg.store.root, run_ids, out)
+    mirror(cfg, out, name=f"{'+'.join(run_ids)}-report", group=run_ids[0],
+           figures={f"report/{p.stem}": p for p in paths.figures})
+    return {"markdown": str(paths.markdown), "html": str(paths.html)}

@@ -2,7 +2,9 @@
 
 Layout: `{run_dir}/checkpoints/step-{step:06d}/` holding the HF model dir
 (`save_pretrained`, so a checkpoint loads like any model path) and
-`trainer_state.pt`. A checkpoint is written to a temp dir and renamed, so a
+`trainer_state.pt` (step, RNG, and the backend's optimizer/scheduler state);
+a DeepSpeed backend adds `deepspeed/` (its own, per-rank optimizer state; see
+grpo_core.backend). A checkpoint is written to a temp dir and renamed, so a
 crash leaves either the old set or the new one, never half a checkpoint.
 """
 
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,46 +42,48 @@ def save(
     step: int,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict[str, Any],
+    *,
     keep: int = 2,
+    extra: Callable[[Path], None] | None = None,
+    rank: int = 0,
+    barrier: Callable[[], None] | None = None,
 ) -> Path:
-    """Write checkpoint `step` (the number of finished steps) and keep the newest `keep`."""
+    """Write checkpoint `step` (the number of finished steps) and keep the newest `keep`.
+
+    `state` (optimizer, scheduler, ...) goes into trainer_state.pt with the step
+    and RNG. With several ranks, every rank calls this: `extra(tmp_dir)` runs on
+    all of them (a collective save such as DeepSpeed's), the rest on rank 0,
+    separated by `barrier`.
+    """
+    sync = barrier or (lambda: None)
     root = run_dir / "checkpoints"
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save(
-        {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
-        },
-        tmp / STATE_FILE,
-    )
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    sync()
+    if extra is not None:
+        extra(tmp)
+    sync()
+    if rank == 0:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        torch.save({"step": step, "rng": rng, **state}, tmp / STATE_FILE)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in sorted(root.glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    sync()
     return final
 
 
-def restore(
-    ckpt: Checkpoint, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
-) -> int:
-    """Load optimizer, scheduler and RNG state (the model loads from `ckpt.path`); return the step."""
+def restore(ckpt: Checkpoint) -> dict[str, Any]:
+    """Restore the RNG state saved with `ckpt` and return its trainer state (step, optimizer, ...)."""
     state = torch.load(ckpt.path / STATE_FILE, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
-    return int(state["step"])
+    return state

@@ -16,7 +16,7 @@ from grpo_core.data.loaders import LoadedSplit, load_task
 from grpo_core.evaluate import EvalResult, evaluate
 from grpo_core.policy import load_policy
 from grpo_core.records import RunKey
-from grpo_core.rollout import make_engine
+from grpo_core.rollout import close_engine, make_engine
 from grpo_core.store import Store
 from grpo_core.trainer import StepScorer, TrainResult, train_grpo
 
@@ -59,9 +59,12 @@ def evaluate_policy(
 ) -> EvalResult:
     """Evaluate the policy at `path` on held-out problems and store every eval rollout."""
     model, tok = load_policy(path)
-    engine = make_engine(cfg.rollout, model, tok)
-    result = evaluate(engine, test.problems, cfg.task.prompt_template, cfg.eval, cfg.rollout, key,
-                      with_samples=with_samples)
+    engine = make_engine(cfg.rollout, model, tok, seed=cfg.grpo.seed)
+    try:
+        result = evaluate(engine, test.problems, cfg.task.prompt_template, cfg.eval, cfg.rollout, key,
+                          with_samples=with_samples)
+    finally:
+        close_engine(engine)  # a vLLM engine holds its KV cache and process group until closed
     store.write_rollouts(result.rows, run_id=key.run_id, iteration=key.iteration, step=key.step, split="eval")
     return result
 

@@ -10,6 +10,13 @@ scheduler, RNG and step; questions and sampling seeds are functions of
 (seed, iteration, step), so a resumed run draws what the uninterrupted run
 would have, and store files are per step, so re-run steps replace their rows.
 
+Scale-out seams: the rollout engine (`rollout.engine`: HF generate or vLLM)
+receives the policy's weights after every step's updates (`sync_weights`),
+and the training backend (`grpo.backend`: plain torch or DeepSpeed ZeRO, see
+grpo_core.backend) applies the updates. Under a multi-process DeepSpeed launch
+every rank draws the same rollouts (same seeds), trains on its share of each
+minibatch, and rank 0 alone writes the store and checkpoints.
+
 Departures from the paper, for the CPU default (see ExperimentConfig): smaller
 G, larger lr, shorter completions. Process supervision (Sec. 4.1.3) needs a
 step scorer (a PRM): pass `step_scorer`.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -31,15 +39,17 @@ from tqdm.auto import tqdm
 
 from grpo_core import checkpoint
 from grpo_core.advantages import outcome_advantages, process_advantages
+from grpo_core.backend import TrainBackend, make_backend
 from grpo_core.batch import PackedBatch, pack, token_logprobs
 from grpo_core.config import ExperimentConfig, GRPOConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
+from grpo_core.loggers import Tracker, make_tracker
 from grpo_core.loss import aggregate, k3_kl, loss_metrics, per_token_loss
 from grpo_core.policy import load_policy
 from grpo_core.records import RunKey, rollout_rows
 from grpo_core.rewards import compute_rewards, verdicts_for
-from grpo_core.rollout import make_engine
+from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import RolloutBatch, SamplingParams
 from grpo_core.store import Store
 
@@ -104,8 +114,13 @@ def train_grpo(
     iteration: int = 0,
     step_scorer: StepScorer | None = None,
     reward_model: str | None = None,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
-    """Run `cfg.grpo.steps` GRPO steps from `policy_path` (or resume in `run_dir`)."""
+    """Run `cfg.grpo.steps` GRPO steps from `policy_path` (or resume in `run_dir`).
+
+    Step metrics go to the store and to `tracker` (default: the one
+    `logging.wandb` asks for, opened and closed here).
+    """
     g = cfg.grpo
     if g.supervision == "process" and step_scorer is None:
         raise ValueError(
@@ -121,125 +136,144 @@ def train_grpo(
     if g.beta > 0:
         ref, _ = load_policy(policy_path)  # pi_ref: the policy at the start of this iteration
         ref.requires_grad_(False)
-    engine = make_engine(cfg.rollout, model, tok)
+    if cfg.rollout.engine == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "rollout.engine=vllm runs inside the training process, so it needs a single training process; "
+            "with several ranks (a deepspeed/torchrun launch) use rollout.engine=hf"
+        )
+    engine = make_engine(cfg.rollout, model, tok, seed=g.seed)  # before DeepSpeed: vLLM sets up its own group
 
     n_seq = g.questions_per_step * g.group_size
     updates_per_step = g.mu * math.ceil(n_seq / g.minibatch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(g, g.steps * updates_per_step))
-    start = checkpoint.restore(ckpt, optimizer, scheduler) if ckpt else 0
+    backend = make_backend(g, model, lr_lambda(g, g.steps * updates_per_step))
+    start = backend.restore(ckpt) if ckpt else 0
     if start:
         log.info("resuming %s from checkpoint step %d", run_id, start)
+    writer = backend.rank == 0  # the one rank that writes the store and logs
+    own_tracker = tracker is None
+    if tracker is None:
+        tracker = make_tracker(cfg, run_dir, name=f"{run_id}-it{iteration:03d}", group=run_id) if writer else None
     temperature = cfg.rollout.temperature
     eps_high = g.epsilon_high if g.epsilon_high is not None else g.epsilon
     history: list[dict[str, float]] = []
 
-    bar = tqdm(range(start + 1, g.steps + 1), initial=start, total=g.steps, desc=f"GRPO it{iteration}",
-               disable=not cfg.logging.progress)
-    for step in bar:
-        timer = _PhaseTimer()
-        seed = derive_seed(g.seed, iteration, step)
-        problems = sample_questions(train, g.questions_per_step, seed)
-        b = len(problems)
-        prompts = [format_prompt(p, cfg.task.prompt_template) for p in problems]
-        expanded = [p for p in problems for _ in range(g.group_size)]
+    try:
+        bar = tqdm(range(start + 1, g.steps + 1), initial=start, total=g.steps, desc=f"GRPO it{iteration}",
+                   disable=not cfg.logging.progress)
+        for step in bar:
+            timer = _PhaseTimer()
+            seed = derive_seed(g.seed, iteration, step)
+            problems = sample_questions(train, g.questions_per_step, seed)
+            b = len(problems)
+            prompts = [format_prompt(p, cfg.task.prompt_template) for p in problems]
+            expanded = [p for p in problems for _ in range(g.group_size)]
 
-        # 1. exploration: G samples per question from pi_old (= the current policy)
-        with timer("generate"):
-            params = SamplingParams(n=g.group_size, temperature=temperature, top_p=cfg.rollout.top_p,
-                                    max_new_tokens=cfg.rollout.max_new_tokens, seed=seed)
-            rollouts = engine.generate(prompts, params)
+            # 1. exploration: G samples per question from pi_old (= the current policy)
+            with timer("generate"):
+                params = SamplingParams(n=g.group_size, temperature=temperature, top_p=cfg.rollout.top_p,
+                                        max_new_tokens=cfg.rollout.max_new_tokens, seed=seed)
+                rollouts = engine.generate(prompts, params)
 
-        # 2. rewards and advantages (Sec. 4.1.2 outcome / 4.1.3 process)
-        with timer("reward"):
-            verdicts = verdicts_for(rollouts.completions, expanded)
-            rewards, _ = compute_rewards(cfg.reward.functions, rollouts.completions, expanded, verdicts)
-            packed = pack(rollouts.prompt_ids, rollouts.completion_ids, tok.pad_token_id)
-            mask = packed.completion_mask  # (N, T)
-            r = torch.tensor(rewards, dtype=torch.float32).view(b, g.group_size)  # (B, G)
-            step_rewards = None
-            if g.supervision == "outcome":
-                adv_seq, zero_std = outcome_advantages(r)  # (B, G), (B,)
-                adv = adv_seq.reshape(-1, 1).expand_as(mask)  # (N, T): A_it = A_i for every token
-            else:
-                s_rewards, s_mask, s_ends = step_scorer(rollouts, expanded)
-                group_index = torch.arange(b).repeat_interleave(g.group_size)
-                adv, zero_std = process_advantages(s_rewards, s_mask, s_ends, group_index, mask.shape[1])
-                step_rewards = [s_rewards[i][s_mask[i]].tolist() for i in range(len(rollouts))]
-            adv = adv * mask
+            # 2. rewards and advantages (Sec. 4.1.2 outcome / 4.1.3 process)
+            with timer("reward"):
+                verdicts = verdicts_for(rollouts.completions, expanded)
+                rewards, _ = compute_rewards(cfg.reward.functions, rollouts.completions, expanded, verdicts)
+                packed = pack(rollouts.prompt_ids, rollouts.completion_ids, tok.pad_token_id)
+                mask = packed.completion_mask  # (N, T)
+                r = torch.tensor(rewards, dtype=torch.float32).view(b, g.group_size)  # (B, G)
+                step_rewards = None
+                if g.supervision == "outcome":
+                    adv_seq, zero_std = outcome_advantages(r)  # (B, G), (B,)
+                    adv = adv_seq.reshape(-1, 1).expand_as(mask)  # (N, T): A_it = A_i for every token
+                else:
+                    s_rewards, s_mask, s_ends = step_scorer(rollouts, expanded)
+                    group_index = torch.arange(b).repeat_interleave(g.group_size)
+                    adv, zero_std = process_advantages(s_rewards, s_mask, s_ends, group_index, mask.shape[1])
+                    step_rewards = [s_rewards[i][s_mask[i]].tolist() for i in range(len(rollouts))]
+                adv = adv * mask
 
-        # 3. log-probs of pi_old (the training model, before any update) and pi_ref, once
-        with timer("logprob"):
-            chunk = g.minibatch_size
-            old_logp = _logprobs_in_chunks(model, packed, temperature, chunk)  # (N, T)
-            ref_logp = _logprobs_in_chunks(ref, packed, temperature, chunk) if ref is not None else None
+            # 3. log-probs of pi_old (the training model, before any update) and pi_ref, once
+            with timer("logprob"):
+                chunk = g.minibatch_size
+                old_logp = _logprobs_in_chunks(backend.module, packed, temperature, chunk)  # (N, T)
+                ref_logp = _logprobs_in_chunks(ref, packed, temperature, chunk) if ref is not None else None
 
-        # 4. mu passes of policy updates over minibatches (Eq. 3, k3 KL of Eq. 4)
-        with timer("train"):
-            stats = _update(model, optimizer, scheduler, packed, old_logp, ref_logp, adv, g, temperature, eps_high, seed,
-                            max_len=cfg.rollout.max_new_tokens)
+            # 4. mu passes of policy updates over minibatches (Eq. 3, k3 KL of Eq. 4)
+            with timer("train"):
+                stats = _update(backend, packed, old_logp, ref_logp, adv, g, temperature, eps_high, seed,
+                                max_len=cfg.rollout.max_new_tokens)
 
-        # 5. record: every rollout and the step's metrics, then maybe a checkpoint
-        with timer("store"):
-            seq_kl = _sequence_kl(old_logp, ref_logp, mask)
-            key = RunKey(run_id, trial_id, iteration, step)
-            rows = rollout_rows(key, "train", "sample", prompts, problems, rollouts, verdicts, rewards,
-                                group_size=g.group_size, advantages=(adv.sum(1) / mask.sum(1).clamp(min=1)).tolist(),
-                                kl=seq_kl, step_rewards=step_rewards, reward_model=reward_model)
-            engine_logp = _pad_logprobs(rollouts.logprobs, mask.shape)
-            metrics = {
-                "rollout/reward_mean": float(rewards.mean()),
-                "rollout/reward_std": float(rewards.std()),
-                "rollout/accuracy": float(np.mean([v.correct for v in verdicts])),
-                "rollout/wellformed": float(np.mean([v.answer is not None for v in verdicts])),
-                "rollout/frac_zero_std": float(zero_std.float().mean()),
-                "rollout/mean_length": float(mask.sum(1).mean()),
-                "rollout/frac_truncated": float(1 - np.mean(rollouts.finished)),
-                "rollout/logprob_gap": float(((engine_logp - old_logp).abs() * mask).sum() / mask.sum()),
-                **stats,
-                "train/lr": scheduler.get_last_lr()[0],
-            }
-            store.write_rollouts(rows, run_id=run_id, iteration=iteration, step=step, split="train")
-        metrics.update(timer.metrics())
-        store.write_step_metrics(metrics, run_id=run_id, trial_id=trial_id, iteration=iteration, step=step)
-        # last: a step is done once its checkpoint exists; a crash before it redoes (and rewrites) the step
-        if (g.checkpoint_every and step % g.checkpoint_every == 0) or step == g.steps:
-            t_ckpt = time.perf_counter()
-            checkpoint.save(run_dir, step, model, tok, optimizer, scheduler)
-            log.debug("checkpoint of step %d in %.2fs", step, time.perf_counter() - t_ckpt)
-        history.append({"step": step, **metrics})
-        bar.set_postfix(reward=f"{metrics['rollout/reward_mean']:.3f}", kl=f"{metrics['train/kl']:.4f}")
-        log.info("step %d/%d reward %.3f acc %.3f kl %.4f %.1fs", step, g.steps, metrics["rollout/reward_mean"],
-                 metrics["rollout/accuracy"], metrics["train/kl"], metrics["time/step_s"])
+            # 4b. pi_old of the next step = the updated policy: push it into the rollout engine
+            with timer("sync"):
+                engine.sync_weights(model)
 
+            # 5. record: every rollout and the step's metrics, then maybe a checkpoint
+            with timer("store"):
+                seq_kl = _sequence_kl(old_logp, ref_logp, mask)
+                key = RunKey(run_id, trial_id, iteration, step)
+                rows = rollout_rows(key, "train", "sample", prompts, problems, rollouts, verdicts, rewards,
+                                    group_size=g.group_size, advantages=(adv.sum(1) / mask.sum(1).clamp(min=1)).tolist(),
+                                    kl=seq_kl, step_rewards=step_rewards, reward_model=reward_model)
+                engine_logp = _pad_logprobs(rollouts.logprobs, mask.shape)
+                metrics = {
+                    "rollout/reward_mean": float(rewards.mean()),
+                    "rollout/reward_std": float(rewards.std()),
+                    "rollout/accuracy": float(np.mean([v.correct for v in verdicts])),
+                    "rollout/wellformed": float(np.mean([v.answer is not None for v in verdicts])),
+                    "rollout/frac_zero_std": float(zero_std.float().mean()),
+                    "rollout/mean_length": float(mask.sum(1).mean()),
+                    "rollout/frac_truncated": float(1 - np.mean(rollouts.finished)),
+                    "rollout/logprob_gap": float(((engine_logp - old_logp).abs() * mask).sum() / mask.sum()),
+                    **stats,
+                    "train/lr": backend.lr(),
+                }
+                if writer:
+                    store.write_rollouts(rows, run_id=run_id, iteration=iteration, step=step, split="train")
+            metrics.update(timer.metrics())
+            if writer:
+                store.write_step_metrics(metrics, run_id=run_id, trial_id=trial_id, iteration=iteration, step=step)
+                tracker.log(metrics, step)
+            # last: a step is done once its checkpoint exists; a crash before it redoes (and rewrites) the step
+            if (g.checkpoint_every and step % g.checkpoint_every == 0) or step == g.steps:
+                t_ckpt = time.perf_counter()
+                backend.save(run_dir, step, tok)
+                log.debug("checkpoint of step %d in %.2fs", step, time.perf_counter() - t_ckpt)
+            history.append({"step": step, **metrics})
+            bar.set_postfix(reward=f"{metrics['rollout/reward_mean']:.3f}", kl=f"{metrics['train/kl']:.4f}")
+            log.info("step %d/%d reward %.3f acc %.3f kl %.4f %.1fs", step, g.steps, metrics["rollout/reward_mean"],
+                     metrics["rollout/accuracy"], metrics["train/kl"], metrics["time/step_s"])
+    finally:  # also on a failed step: a vLLM engine holds a KV cache and a process group
+        close_engine(engine)
+        if own_tracker and tracker is not None:
+            tracker.close()
     final = checkpoint.latest(run_dir)
     return TrainResult(run_id, run_dir, final.path if final else policy_path, g.steps, time.perf_counter() - t_start,
                        history)
 
 
-def _update(model, optimizer, scheduler, packed: PackedBatch, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+def _update(backend: TrainBackend, packed: PackedBatch, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
             adv: torch.Tensor, g: GRPOConfig, temperature: float, eps_high: float, seed: int,
             max_len: int) -> dict[str, float]:
-    """mu epochs over shuffled minibatches; returns metrics averaged over updates."""
+    """mu epochs over shuffled minibatches; returns metrics averaged over updates.
+
+    Each rank of a multi-process backend takes every `world_size`-th sequence of
+    a minibatch; the backend averages the ranks' gradients.
+    """
     n = packed.input_ids.shape[0]
     gen = torch.Generator().manual_seed(seed)
     sums: dict[str, float] = {}
     count = 0
     for _ in range(g.mu):
         for idx in torch.randperm(n, generator=gen).split(g.minibatch_size):
+            idx = idx[backend.rank :: backend.world_size]  # this rank's share of the minibatch
             mb = packed.select(idx)
-            logp = token_logprobs(model, mb, temperature)  # (n_mb, T)
+            logp = token_logprobs(backend.module, mb, temperature)  # (n_mb, T)
             per_tok, tok_stats = per_token_loss(
                 logp, old_logp[idx], ref_logp[idx] if ref_logp is not None else None, adv[idx],
                 beta=g.beta, epsilon=g.epsilon, epsilon_high=eps_high,
             )
             loss = aggregate(per_tok, mb.completion_mask, g.loss_agg, max_len=max_len)  # Dr. GRPO: the generation budget
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            max_norm = g.max_grad_norm if g.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            optimizer.step()
-            scheduler.step()
+            grad_norm = backend.step(loss)  # backward, clip, optimizer step, lr step
             m = {f"train/{k}": v for k, v in loss_metrics(tok_stats, mb.completion_mask).items()}
             m["train/loss"] = float(loss.detach())
             m["train/grad_norm"] = float(grad_norm)

@@ -24,7 +24,7 @@ from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.policy import load_policy
-from grpo_core.rollout import make_engine
+from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
 from grpo_core.store import Store
 from grpo_core.trainer import derive_seed
@@ -61,13 +61,16 @@ def label_policy_samples(
     prompts = [format_prompt(q, cfg.task.prompt_template) for q in chosen]
     params = SamplingParams(n=p.samples_per_problem, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                             max_new_tokens=cfg.rollout.max_new_tokens, seed=derive_seed(p.seed, iteration, 2))
-    samples = engine.generate(prompts, params)
-    expanded = [q for q in chosen for _ in range(p.samples_per_problem)]
-    t1 = time.perf_counter()
-    rows = label_solutions(engine, expanded, samples, n_completions=p.n_completions,
-                           prompt_template=cfg.task.prompt_template, delimiter=p.step_tag,
-                           max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-                           top_p=cfg.rollout.top_p, seed=derive_seed(p.seed, iteration, 3))
+    try:
+        samples = engine.generate(prompts, params)
+        expanded = [q for q in chosen for _ in range(p.samples_per_problem)]
+        t1 = time.perf_counter()
+        rows = label_solutions(engine, expanded, samples, n_completions=p.n_completions,
+                               prompt_template=cfg.task.prompt_template, delimiter=p.step_tag,
+                               max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                               top_p=cfg.rollout.top_p, seed=derive_seed(p.seed, iteration, 3))
+    finally:
+        close_engine(engine)  # a vLLM engine holds its KV cache and process group until closed
     t2 = time.perf_counter()
     metrics = label_metrics(rows, sample_s=t1 - t0, label_s=t2 - t1)
     log.info("labelled %d steps of %d solutions in %.1fs", len(rows), len(samples), t2 - t0)
