@@ -7,6 +7,8 @@ Layout under one store root (many processes may write to one root at once; each 
     step_metrics/{run_id}/it{iteration:03d}-step{step:06d}.parquet    long format: one row per metric
     prm_labels/{run_id}/it{iteration:03d}.parquet                     Math-Shepherd step labels of one iteration
     prm_metrics/{run_id}/it{iteration:03d}-{model}-epoch{epoch:04d}.parquet  reward-model metrics, long format
+    sweeps/{sweep}.parquet                                          one row per Optuna sweep, replaced as it runs
+    trials/{sweep}/t{number:05d}.parquet                            one row per sweep trial, replaced as it runs
 
 Every write goes to a temp file in the target directory (a dot-name ending in `.tmp`, so no reader's
 `*.parquet` glob sees it), is fsynced and then `os.replace`d onto its final name. A reader sees the old
@@ -14,7 +16,7 @@ file or the new one, never half a file, and a retried step replaces its own file
 
 Readers open the files through `analysis.catalog` (DuckDB views over the globs); this module imports
 only pyarrow, so training processes never open the catalog's database file and never wait on its lock.
-Column meanings are documented once, in `analysis/sql/{runs,rollouts,step_metrics,prm_labels,prm_metrics}.sql`.
+Column meanings are documented once, in `analysis/sql/{runs,rollouts,step_metrics,prm_labels,prm_metrics,sweeps,trials}.sql`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ __all__ = [
     "ROLLOUT_SCHEMA",
     "RUN_SCHEMA",
     "STEP_METRICS_SCHEMA",
+    "SWEEP_SCHEMA",
+    "TRIAL_SCHEMA",
     "SchemaError",
     "Store",
 ]
@@ -141,6 +145,46 @@ PRM_METRICS_SCHEMA = pa.schema(
     ]
 )
 
+# One row per Optuna sweep (grpo_core.sweep), replaced as the sweep runs and when it ends.
+SWEEP_SCHEMA = pa.schema(
+    [
+        pa.field("sweep", pa.string(), nullable=False),  # the study name
+        pa.field("storage", pa.string(), nullable=False),  # Optuna storage (journal path or RDB URL)
+        pa.field("sampler", pa.string(), nullable=False),
+        pa.field("pruner", pa.string(), nullable=False),
+        pa.field("direction", pa.string(), nullable=False),  # 'maximize' | 'minimize'
+        pa.field("objective", pa.string(), nullable=False),  # e.g. 'maj@16'
+        pa.field("space_json", pa.string(), nullable=False),
+        pa.field("config_json", pa.string(), nullable=False),  # the base config the trials override
+        pa.field("status", pa.string(), nullable=False),  # 'running' | 'finished' | 'failed'
+        pa.field("n_trials", pa.int32(), nullable=False),  # trials in the study so far
+        pa.field("best_trial", pa.int32()),  # Optuna trial number; null until a trial completes
+        pa.field("best_value", pa.float64()),
+        pa.field("report_path", pa.string()),
+        pa.field("created_at", _TS, nullable=False),
+        pa.field("updated_at", _TS, nullable=False),
+    ]
+)
+
+# One row per sweep trial, replaced when the trial's state changes.
+TRIAL_SCHEMA = pa.schema(
+    [
+        pa.field("sweep", pa.string(), nullable=False),
+        pa.field("trial_number", pa.int32(), nullable=False),  # Optuna's number within the study
+        pa.field("trial_id", pa.string(), nullable=False),  # the tag on the trial's runs/rollouts/step_metrics rows
+        pa.field("run_id", pa.string()),  # the trial's run; null if its config was invalid
+        pa.field("state", pa.string(), nullable=False),  # Optuna state: RUNNING | COMPLETE | PRUNED | FAIL
+        pa.field("params_json", pa.string(), nullable=False),  # {'grpo.beta': 0.01, ...} as set in the config
+        pa.field("value", pa.float64()),  # the objective; null unless COMPLETE
+        pa.field("intermediate_json", pa.string(), nullable=False),  # {iteration: objective} reported for pruning
+        pa.field("wall_s", pa.float64()),  # seconds from start to end; null while running
+        pa.field("error", pa.string()),  # why a FAIL trial failed
+        pa.field("retry_of", pa.int32()),  # the trial number this one retries (left running by a crash)
+        pa.field("created_at", _TS, nullable=False),
+        pa.field("updated_at", _TS, nullable=False),
+    ]
+)
+
 _ALLOWED = {"split": ("train", "eval"), "decoding": ("sample", "greedy")}
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_]+/\S+")
@@ -181,11 +225,7 @@ class Store:
         _check_id("run_id", run_id)
         path = self.root / "runs" / f"{run_id}.parquet"
         now = _now()
-        created_at = now
-        if path.exists():
-            old = pq.read_table(path, columns=["created_at"])
-            if old.num_rows:
-                created_at = old.column("created_at")[0].as_py()
+        created_at = _created_at(path, now)
         row = {
             "run_id": run_id,
             "trial_id": trial_id,
@@ -368,6 +408,27 @@ class Store:
         found = [p for p in paths if p.exists()]
         return pq.read_table(found).to_pylist() if found else []
 
+    # -- sweeps and their trials ------------------------------------------------------------------------
+    def write_sweep(self, row: Mapping[str, Any]) -> Path:
+        """Write (or replace) sweeps/{sweep}.parquet from one SWEEP_SCHEMA row; created_at is kept from an
+        earlier write of the same sweep, updated_at is now (both may be left out)."""
+        return self._write_record(row, SWEEP_SCHEMA, self.root / "sweeps" / f"{_safe(row, 'sweep')}.parquet", "sweeps")
+
+    def write_trial(self, row: Mapping[str, Any]) -> Path:
+        """Write (or replace) trials/{sweep}/t{trial_number:05d}.parquet from one TRIAL_SCHEMA row; timestamps
+        as in write_sweep."""
+        number = _check_index("trial_number", row.get("trial_number"))
+        path = self.root / "trials" / _safe(row, "sweep") / f"t{number:05d}.parquet"
+        return self._write_record(row, TRIAL_SCHEMA, path, "trials")
+
+    def _write_record(self, row: Mapping[str, Any], schema: pa.Schema, path: Path, what: str) -> Path:
+        """One row replacing the file at `path`, created_at kept from the file it replaces."""
+        now = _now()
+        created_at = _created_at(path, now)
+        table = _to_table([dict(row)], schema, {}, {"created_at": created_at, "updated_at": now}, what=what)
+        _write_atomic(table, path)
+        return path
+
     def _trial_id(self, run_id: str) -> str | None:
         if run_id not in self._trial_ids:
             path = self.root / "runs" / f"{run_id}.parquet"
@@ -385,6 +446,13 @@ def _check_id(what: str, value: object) -> None:
         raise ValueError(
             f"{what} must be a safe path component of letters, digits, '.', '_' or '-', got {value!r}"
         )
+
+
+def _safe(row: Mapping[str, Any], column: str) -> str:
+    """row[column], checked to be a safe path component."""
+    value = row.get(column)
+    _check_id(column, value)
+    return value  # type: ignore[return-value]
 
 
 def _check_index(what: str, value: object) -> int:
@@ -480,6 +548,15 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 
 # -- provenance ------------------------------------------------------------------------------------
+def _created_at(path: Path, now: dt.datetime) -> dt.datetime:
+    """created_at of the one-row record file `path` replaces (kept across rewrites), or `now` if new."""
+    if path.exists():
+        old = pq.read_table(path, columns=["created_at"])
+        if old.num_rows:
+            return old.column("created_at")[0].as_py()
+    return now
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

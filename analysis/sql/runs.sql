@@ -14,7 +14,7 @@ final as (
         json(config_json) as config,     -- the same as JSON, e.g. config->>'$.grpo.beta'
         git_sha,                         -- git HEAD of the working directory at launch; null outside git
         json(versions_json) as versions, -- python and installed package versions, e.g. versions->>'$.torch'
-        status,                          -- 'running' until the run ends, then 'finished' or 'failed'
+        status,                          -- 'running' until the run ends, then 'finished', 'failed' or 'pruned' (sweeps)
         created_at,                      -- first write of this run (UTC)
         updated_at                       -- last write of this run (UTC)
     from source

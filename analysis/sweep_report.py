@@ -1,0 +1,236 @@
+"""The sweep report (Markdown + self-contained HTML with PNG figures) and a trial's objective from the store.
+
+    eval_objective(root, run_id, iteration, step, "maj@16")   # one evaluation's held-out metric
+    write_sweep_report(study, out_dir, objective="maj@16", store_root=root, storage=url)
+
+The report shows the objective against each searched value, the optimisation history, the intermediate
+values the pruner saw, Optuna's parameter importances (needs two complete trials), the best
+configuration and a table of every trial (state, values, objective, wall time, its run in the store).
+It reads the study (any Optuna storage) and knows nothing of torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from analysis.catalog import query
+from analysis.render import Document, ReportPaths
+
+__all__ = ["eval_objective", "trial_rows", "write_sweep_report"]
+
+_STATE_COLORS = {"COMPLETE": "tab:blue", "PRUNED": "tab:orange", "FAIL": "tab:red", "RUNNING": "tab:gray",
+                 "WAITING": "tab:gray"}
+
+
+def eval_objective(root: Path, run_id: str, iteration: int, step: int, objective: str) -> float:
+    """`objective` ('maj@K', 'pass@K', 'greedy_accuracy' or 'sample_accuracy') of one stored evaluation."""
+    where = "run_id = $run and iteration = $it and step = $step"
+    params: dict[str, Any] = {"run": run_id, "it": iteration, "step": step}
+    if objective in ("greedy_accuracy", "sample_accuracy"):
+        sql = f"select {objective} from evals where {where}"
+    else:
+        kind, _, k = objective.partition("@")
+        if kind not in ("maj", "pass") or not k.isdigit():
+            raise ValueError(f"unknown objective {objective!r}: use maj@K, pass@K, greedy_accuracy, sample_accuracy")
+        sql = f"select {kind}_at_k from eval_at_k($k) where {where}"
+        params["k"] = int(k)
+    rows = query(root, sql, params).to_pylist()
+    value = next(iter(rows[0].values())) if rows else None
+    if value is None or not math.isfinite(value):
+        raise LookupError(f"no stored evaluation of {run_id} at iteration {iteration}, step {step} gives {objective}")
+    return float(value)
+
+
+def trial_rows(study: optuna.Study, store_root: Path, out_dir: Path) -> list[dict[str, Any]]:
+    """One dict per trial for the report's table; `run` links to the run's rollouts directory."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        run_id = t.user_attrs.get("run_id")
+        wall = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
+            else None
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **_values(t),
+                               "objective": t.value if t.state == TrialState.COMPLETE else None,
+                               "wall_s": wall, "run": run_id,
+                               "run_link": os.path.relpath(store_root / "rollouts" / run_id, out_dir) if run_id else None,
+                               "note": _note(t)}
+        rows.append(row)
+    return rows
+
+
+def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, store_root: Path,
+                       storage: str) -> ReportPaths:
+    """Write report.md, report.html and the figures of `study` into out_dir."""
+    out_dir, store_root = Path(out_dir), Path(store_root)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState if any(t.state == s for t in trials)}
+    keys = _keys(trials)
+
+    doc = Document(f"Sweep {study.study_name}")
+    doc.paragraph(f"Objective: held-out {objective}, {study.direction.name.lower()}d. "
+                  f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
+    doc.code(f"optuna-dashboard {storage}", "bash")
+
+    doc.heading("Best configuration")
+    if complete:
+        best = study.best_trial
+        doc.paragraph(f"Best trial: #{best.number} ({objective} = {best.value:.4f}), "
+                      f"run {best.user_attrs.get('run_id', '?')}.")
+        doc.table([{"knob": k, "value": v} for k, v in _values(best).items()], columns=["knob", "value"])
+        doc.code(" ".join(f"{k}={v}" for k, v in _values(best).items()), "text")
+    else:
+        doc.paragraph("No trial completed, so there is no best configuration yet.")
+
+    doc.heading("Objective against each searched value")
+    if complete and keys:
+        doc.figure(_objective_vs_values(complete, keys, objective, study), "objective_vs_params",
+                   f"{objective} of each complete trial against each searched value")
+    else:
+        doc.paragraph("No complete trial to plot.")
+
+    doc.heading("Optimisation history")
+    if complete:
+        doc.figure(_history(trials, objective, study.direction), "history",
+                   f"{objective} by trial number (dots) and the best so far (line)")
+    else:
+        doc.paragraph("No complete trial to plot.")
+    if any(t.intermediate_values for t in trials):
+        doc.figure(_intermediate(trials, objective), "intermediate",
+                   f"{objective} after each iteration, as reported to the pruner")
+
+    doc.heading("Parameter importances")
+    importances = _importances(study)
+    if isinstance(importances, str):
+        doc.paragraph(importances)
+    else:
+        doc.figure(_importance_bars(importances), "importances", "importance of each Optuna parameter (optuna.importance, default evaluator)")
+        doc.table([{"parameter": k, "importance": v} for k, v in importances.items()])
+
+    doc.heading("All trials")
+    rows = trial_rows(study, store_root, out_dir)
+    doc.table(rows, columns=["trial", "state", *keys, "objective", "wall_s", "run", "note"], links={"run": "run_link"})
+    doc.paragraph("A trial's rows in the store carry its trial_id, e.g. "
+                  f"grpo sql \"SELECT * FROM trials WHERE sweep = '{study.study_name}'\" or "
+                  "\"SELECT step, avg(reward) FROM rollouts WHERE trial_id = '...' GROUP BY step\".")
+    return doc.write(out_dir)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _values(t: FrozenTrial) -> dict[str, Any]:
+    """The values a trial set in its config (the sweep's user attribute), else Optuna's raw params."""
+    return dict(t.user_attrs.get("overrides") or t.params)
+
+
+def _keys(trials: Sequence[FrozenTrial]) -> list[str]:
+    keys: dict[str, None] = {}
+    for t in trials:
+        keys.update(dict.fromkeys(_values(t)))
+    return list(keys)
+
+
+def _note(t: FrozenTrial) -> str:
+    parts = []
+    if t.user_attrs.get("retry_of") is not None:
+        parts.append(f"retries #{t.user_attrs['retry_of']}")
+    if t.state == TrialState.PRUNED and t.intermediate_values:
+        step = max(t.intermediate_values)
+        parts.append(f"pruned after iteration {step} ({t.intermediate_values[step]:.4g})")
+    if t.state == TrialState.FAIL:
+        error = str(t.user_attrs.get("error", "")).strip().splitlines()
+        parts.append(error[-1][:200] if error else "failed")
+    return "; ".join(parts)
+
+
+def _objective_vs_values(complete: list[FrozenTrial], keys: list[str], objective: str,
+                         study: optuna.Study) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
+    y = [t.value for t in complete]
+    for ax, key in zip(axes[0], keys):
+        xs = [_values(t).get(key) for t in complete]
+        dist = next((t.distributions[key] for t in complete if key in t.distributions), None)
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+            ax.scatter(xs, y, color="tab:blue")
+            if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
+                positive = [x for x in xs if x > 0]
+                if len(positive) < len(xs):  # e.g. beta = 0 next to log-uniform betas
+                    ax.set_xscale("symlog", linthresh=dist.low)
+                else:
+                    ax.set_xscale("log")
+        else:
+            labels = sorted({str(x) for x in xs})
+            ax.scatter([labels.index(str(x)) for x in xs], y, color="tab:blue")
+            ax.set_xticks(range(len(labels)), labels, rotation=20)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(objective)
+    fig.tight_layout()
+    return fig
+
+
+def _history(trials: list[FrozenTrial], objective: str, direction: optuna.study.StudyDirection) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    best, xs, ys = None, [], []
+    better = max if direction == optuna.study.StudyDirection.MAXIMIZE else min
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            ax.scatter(t.number, t.value, color=_STATE_COLORS["COMPLETE"])
+            best = t.value if best is None else better(best, t.value)
+        if best is not None:
+            xs.append(t.number)
+            ys.append(best)
+    ax.step(xs, ys, where="post", color="tab:green", label="best so far")
+    for t in trials:
+        if t.state in (TrialState.FAIL, TrialState.PRUNED):
+            ax.axvline(t.number, color=_STATE_COLORS[t.state.name], alpha=0.3, lw=3)
+    ax.set_xlabel("trial number (shaded: orange pruned, red failed)")
+    ax.set_ylabel(objective)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _intermediate(trials: list[FrozenTrial], objective: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for t in trials:
+        if t.intermediate_values:
+            steps = sorted(t.intermediate_values)
+            ax.plot(steps, [t.intermediate_values[s] for s in steps], marker="o",
+                    color=_STATE_COLORS.get(t.state.name, "tab:gray"), alpha=0.7)
+    ax.set_xlabel("iteration (blue complete, orange pruned, red failed)")
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _importances(study: optuna.Study) -> dict[str, float] | str:
+    """Optuna's importances, or why there are none."""
+    n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n < 2:
+        return f"Importances need at least 2 complete trials; this sweep has {n}."
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as err:
+        return f"Importances could not be computed: {err}"
+    if not importances:
+        return "Importances need a parameter that every complete trial sets and that varies between them."
+    return importances
+
+
+def _importance_bars(importances: dict[str, float]) -> plt.Figure:
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(names)))
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (sums to 1)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,141 @@
+"""Flow `sweep` (deployment `sweep/optuna`): an Optuna study over GRPO knobs, trials in parallel processes.
+
+    grpo sweep sweep.n_trials=8 grpo.steps=20 iterative.iterations=1     # from the CLI
+    prefect deployment run sweep/optuna --params '{"cfg": {"sweep": {"n_trials": 8}}}'
+
+The flow opens (or continues) the study, builds the starting policy once, then keeps `sweep.n_parallel`
+trials running: it asks the sampler for a trial, writes the trial's config and runs it as a Prefect task
+that starts `python -m flows.trial` (its own process: its own torch RNG and one torch thread when trials
+share the cores, and a crash that takes nothing else down) and waits for it. The trial process reports each
+iteration's objective to the study (pruning) and tells it the result; a trial whose process dies is marked
+FAIL here and the sweep goes on. At the end it writes the report (runs/sweeps/NAME/report.{md,html}) and
+attaches it to the flow run as a markdown artifact.
+
+Why processes, not threads: trials in threads would share one torch RNG (seeded per trial, so their samples
+would interleave unreproducibly) and the GIL, which the tiny policy's Python-bound generate loop holds most of
+the time; two processes use both cores.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flows.settings import apply_offline_defaults
+
+apply_offline_defaults()
+
+import optuna  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from analysis.sweep_report import write_sweep_report  # noqa: E402
+from flows import tasks  # noqa: E402
+from grpo_core import sweep as sweeps  # noqa: E402
+from grpo_core.config import ExperimentConfig  # noqa: E402
+from grpo_core.store import Store  # noqa: E402
+
+_LOG_TAIL = 20  # lines of a failed trial's log kept as its error
+
+
+@task(name="trial", task_run_name="trial-{number}", cache_policy=NO_CACHE)
+def run_trial(number: int, config_path: str, optuna_id: int, threads: int, log_path: str) -> int:
+    """Run one trial in its own process (flows/trial.py), its output in `log_path`; returns its exit code."""
+    env = dict(os.environ, PREFECT_LOGGING_TO_API_ENABLED="false")  # the trial process has no flow run to log to
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "flows.trial", "--config", config_path, "--optuna-id", str(optuna_id),
+           "--threads", str(threads)]
+    t0 = time.perf_counter()
+    with open(log_path, "w") as out:
+        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    get_run_logger().info("trial %d exited with %d after %.0fs (log: %s)", number, code, time.perf_counter() - t0,
+                          log_path)
+    return code
+
+
+@flow(name="sweep", flow_run_name="sweep-{cfg.sweep.name}", log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=64))  # trials are capped at sweep.n_parallel below
+def sweep(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
+    """Run `sweep.n_trials` trials of the study `sweep.name`, `sweep.n_parallel` at a time, then report."""
+    log = get_run_logger()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = cfg.sweep
+    store = Store(cfg.store.root)
+    out_dir = sweeps.sweep_dir(cfg)
+    study, retried = sweeps.open_study(cfg)
+    for number in retried:
+        sweeps.record_trial(store, study, number)
+        log.warning("trial %d was left RUNNING by an interrupted sweep: marked FAIL, retried", number)
+    store.write_sweep(sweeps.sweep_row(cfg, study, "running"))
+    tasks.bootstrap_policy(cfg)  # once, before parallel trials would race to build it
+
+    threads = 1 if s.n_parallel > 1 else 0
+    done: queue.Queue[int] = queue.Queue()
+    running: dict[int, tuple[sweeps.TrialSpec, object]] = {}
+    asked = 0
+    while asked < s.n_trials or running:
+        while asked < s.n_trials and len(running) < s.n_parallel:
+            spec = sweeps.ask(study, cfg)
+            asked += 1
+            sweeps.record_trial(store, study, spec.number)
+            if spec.cfg is None:  # the suggested values make an invalid config: nothing to run
+                sweeps.finish(study, spec, spec.error)
+                sweeps.record_trial(store, study, spec.number)
+                log.warning("trial %d failed before it ran: %s", spec.number, spec.error)
+                continue
+            trial_dir = out_dir / "trials" / f"t{spec.number:03d}"
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            config_path = trial_dir / "config.json"
+            config_path.write_text(spec.cfg.model_dump_json(indent=1))
+            log.info("trial %d: %s", spec.number, spec.overrides)
+            future = run_trial.submit(spec.number, str(config_path), spec.optuna_id, threads,
+                                      str(trial_dir / "trial.log"))
+            future.add_done_callback(lambda _, n=spec.number: done.put(n))
+            running[spec.number] = (spec, future)
+        if not running:
+            continue
+        number = done.get()
+        spec, future = running.pop(number)
+        frozen = sweeps.finish(study, spec, _failure(future, out_dir / "trials" / f"t{number:03d}" / "trial.log"))
+        sweeps.record_trial(store, study, number)
+        log.info("trial %d: %s %s", number, frozen.state.name, "" if frozen.value is None else f"{frozen.value:.4f}")
+
+    objective = sweeps.objective_name(cfg)
+    paths = write_sweep_report(study, out_dir, objective=objective, store_root=cfg.store.root,
+                               storage=sweeps.storage_url(cfg))
+    row = sweeps.sweep_row(cfg, study, "finished", paths.markdown)
+    store.write_sweep(row)
+    create_markdown_artifact(
+        markdown=paths.markdown.read_text() + f"\n\nFull report with figures: `{paths.html.resolve()}`\n",
+        key=f"sweep-{_artifact_key(s.name)}", description=f"Optuna sweep {s.name}: {objective}")
+    log.info("best trial %s (%s = %s); report %s", row["best_trial"], objective, row["best_value"], paths.html)
+    return {"study": s.name, "storage": row["storage"], "n_trials": row["n_trials"], "best_trial": row["best_trial"],
+            "best_value": row["best_value"], "report": str(paths.html), "retried": retried}
+
+
+def _failure(future: object, log_path: Path) -> str | None:
+    """Why a trial's task ended badly: its exit code and the end of its log; None if it exited 0."""
+    try:
+        code = future.result()  # type: ignore[attr-defined]
+    except Exception as err:  # the task itself failed (e.g. the process could not start)
+        return f"trial task failed: {err!r}"
+    if code == 0:
+        return None
+    tail = log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL:] if log_path.exists() else []
+    return "\n".join([f"trial process exited with {code}", *tail])
+
+
+def _artifact_key(name: str) -> str:
+    """Prefect artifact keys are lowercase letters, digits and dashes."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+if __name__ == "__main__":
+    sweep(ExperimentConfig())

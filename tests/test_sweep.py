@@ -1,0 +1,195 @@
+"""Optuna sweeps on the tiny policy: a sweep of 4 trials, 2 at a time on a journal storage with one trial
+crashing; a rerun that continues the study, in which a trial left RUNNING by a crashed sweep is failed and
+retried; the search space's suggestions, config errors and the report with too few trials for importances."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from analysis.catalog import query
+from analysis.sweep_report import write_sweep_report
+from grpo_core import sweep as sweeps
+from grpo_core.sweep import TrialSpec
+from grpo_core.config import ConfigError, ExperimentConfig, load_config
+from tests.conftest import tiny_config
+from tests.test_flows import prefect_api  # noqa: F401  (the module-scoped Prefect test server)
+
+B, STEPS, ITERATIONS = 4, 1, 2  # questions per step, GRPO steps per iteration, iterations per trial
+N_EVAL, N_SAMPLES = 8, 4
+BAD_POLICY = "/nonexistent/policy"  # a model.path holding no model: that trial's process crashes
+# 4 trials: G and epsilon vary; the third points at a missing policy.
+TRIALS = [
+    {"grpo.group_size": 2, "grpo.epsilon": 0.1, "model.path": None},
+    {"grpo.group_size": 4, "grpo.epsilon": 0.3, "model.path": None},
+    {"grpo.group_size": 2, "grpo.epsilon": 0.2, "model.path": BAD_POLICY},
+    {"grpo.group_size": 4, "grpo.epsilon": 0.15, "model.path": None},
+]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _cfg(root: Path, tiny_cfg: ExperimentConfig, name: str, *extra: str) -> ExperimentConfig:
+    """Tiny trials (B=4, 1 step x 2 iterations, 8 eval problems x 4 samples) in a store under `root`."""
+    return tiny_config(
+        tiny_cfg.model.cache_dir, f"store.root={root / 'store'}", f"store.runs_dir={root / 'runs'}",
+        f"grpo.questions_per_step={B}", f"grpo.minibatch_size={B * 2}", f"grpo.steps={STEPS}",
+        f"iterative.iterations={ITERATIONS}", "rollout.max_new_tokens=24", f"eval.n_problems={N_EVAL}",
+        f"eval.n_samples={N_SAMPLES}", f"eval.k_max={N_SAMPLES}", f"sweep.name={name}", "sweep.n_parallel=2",
+        "sweep.pruner=none", "sweep.space.grpo.beta=null", "sweep.space.grpo.group_size={choices: [2, 4]}",
+        "sweep.space.grpo.epsilon={low: 0.05, high: 0.4}", f"sweep.space.model.path={{choices: [null, {BAD_POLICY}]}}",
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def first_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_cfg: ExperimentConfig, tiny_policy_dir: Path,
+                prefect_api: str) -> tuple[ExperimentConfig, dict]:  # noqa: F811
+    """The 4 TRIALS (enqueued, so their values are known) run 2 at a time by the sweep flow."""
+    from flows.sweep import sweep
+
+    cfg = _cfg(tmp_path_factory.mktemp("sweep"), tiny_cfg, "s1", "sweep.n_trials=4")
+    study, _ = sweeps.open_study(cfg)
+    for params in TRIALS:
+        study.enqueue_trial(params)
+    return cfg, sweep(cfg)
+
+
+def test_sweep_states_store_rows_and_report(first_sweep: tuple[ExperimentConfig, dict]) -> None:
+    cfg, result = first_sweep
+    study = sweeps.load_study(cfg)
+    assert sweeps.storage_url(cfg).endswith("optuna.journal") and Path(result["storage"]).exists()
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
+                                              TrialState.COMPLETE]
+    assert [t.user_attrs["overrides"] for t in study.trials] == TRIALS
+    crashed = study.trials[2]
+    assert "holds no HF model" in crashed.user_attrs["error"] and "exited with 1" in crashed.user_attrs["error"]
+    for t in study.trials:  # an evaluation after each iteration was reported, up to the crash
+        assert sorted(t.intermediate_values) == ([] if t.state == TrialState.FAIL else [1, 2])
+
+    # the store: the trials view mirrors the study; each finished trial's rollouts are under its trial_id
+    trials = query(cfg.store.root, "SELECT * FROM trials WHERE sweep = 's1' ORDER BY trial_number").to_pylist()
+    assert [r["state"] for r in trials] == [t.state.name for t in study.trials]
+    assert [r["value"] for r in trials] == [t.value for t in study.trials]
+    counts = {(r["trial_id"], r["split"]): r["n"] for r in query(
+        cfg.store.root, "SELECT trial_id, split, count(*) AS n FROM rollouts GROUP BY ALL").to_pylist()}
+    runs = {r["trial_id"]: r["status"] for r in query(cfg.store.root, "SELECT trial_id, status FROM runs").to_pylist()}
+    for t, row in zip(study.trials, trials):
+        assert row["trial_id"] == sweeps.trial_id_for("s1", t.number) and row["run_id"] == t.user_attrs["run_id"]
+        if t.state == TrialState.COMPLETE:
+            g = t.user_attrs["overrides"]["grpo.group_size"]
+            assert counts[(row["trial_id"], "train")] == ITERATIONS * STEPS * B * g
+            assert counts[(row["trial_id"], "eval")] == ITERATIONS * N_EVAL * (N_SAMPLES + 1)  # sampled + greedy
+            assert runs[row["trial_id"]] == "finished" and row["wall_s"] > 0
+        else:
+            assert (row["trial_id"], "train") not in counts and runs[row["trial_id"]] == "failed"
+
+    # the report names Optuna's best trial; the sweeps view agrees
+    best = study.best_trial
+    out = sweeps.sweep_dir(cfg)
+    md = (out / "report.md").read_text()
+    assert f"Best trial: #{best.number} (maj@{N_SAMPLES} = {best.value:.4f})" in md
+    assert {"objective_vs_params.png", "history.png", "intermediate.png", "importances.png"} <= {p.name for p in out.glob("*.png")}
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    sweep_row = query(cfg.store.root, "SELECT * FROM sweeps WHERE sweep = 's1'").to_pylist()[0]
+    assert (sweep_row["best_trial"], sweep_row["status"], result["best_trial"]) == (best.number, "finished",
+                                                                                    best.number)
+
+
+@pytest.fixture(scope="module")
+def second_sweep(first_sweep: tuple[ExperimentConfig, dict]) -> tuple[ExperimentConfig, list, TrialSpec, dict]:
+    """The same study continued by one more trial, after a trial was left RUNNING (asked, never told: what a
+    sweep killed mid-trial leaves behind). Returns the config, the trials before, that trial and the result."""
+    from flows.sweep import sweep
+
+    cfg, _ = first_sweep
+    study = sweeps.load_study(cfg)
+    before = [(t.number, t.state, t.value) for t in study.trials]
+    study.enqueue_trial({"grpo.group_size": 4, "grpo.epsilon": 0.25, "model.path": None})
+    orphan = sweeps.ask(study, cfg)
+    assert study.trials[orphan.number].state == TrialState.RUNNING
+    again = cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={"n_trials": 1})})
+    return cfg, before, orphan, sweep(again)
+
+
+def test_rerun_continues_the_study(second_sweep: tuple[ExperimentConfig, list, TrialSpec, dict]) -> None:
+    cfg, before, _, result = second_sweep
+    trials = sweeps.load_study(cfg).trials
+    assert result["n_trials"] == len(trials) == len(before) + 2  # the orphan and its retry
+    assert [(t.number, t.state, t.value) for t in trials[: len(before)]] == before  # old trials kept as they were
+    assert query(cfg.store.root, "SELECT n_trials FROM sweeps WHERE sweep = 's1'").to_pylist() == [{"n_trials": 6}]
+
+
+def test_trial_left_running_by_a_crash_is_failed_and_retried(
+        second_sweep: tuple[ExperimentConfig, list, TrialSpec, dict]) -> None:
+    cfg, _, orphan, result = second_sweep
+    trials = sweeps.load_study(cfg).trials
+    failed, retry = trials[orphan.number], trials[orphan.number + 1]
+    assert result["retried"] == [orphan.number]
+    assert failed.state == TrialState.FAIL and "interrupted sweep" in failed.user_attrs["error"]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == orphan.number
+    assert retry.params == failed.params and retry.user_attrs["overrides"] == orphan.overrides
+    rows = query(cfg.store.root, "SELECT trial_number, state, retry_of FROM trials WHERE trial_number >= $n "
+                 "ORDER BY 1", {"n": orphan.number}).to_pylist()
+    assert rows == [{"trial_number": orphan.number, "state": "FAIL", "retry_of": None},
+                    {"trial_number": retry.number, "state": "COMPLETE", "retry_of": orphan.number}]
+
+
+def test_default_space_suggests_beta_zero_or_log_uniform() -> None:
+    cfg = ExperimentConfig()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = [sweeps.suggest(study.ask(), cfg.sweep) for _ in range(40)]
+    assert {s["grpo.group_size"] for s in seen} == {4, 8, 16}
+    betas = [s["grpo.beta"] for s in seen]
+    assert 0.0 in betas and all(b == 0.0 or 0.001 <= b <= 0.2 for b in betas) and len(set(betas)) > 10
+    assert all(0.05 <= s["grpo.epsilon"] <= 0.4 for s in seen)
+    grid = load_config(None, ["sweep.sampler=grid", "sweep.space.grpo.beta={low: 0.02, high: 0.04, step: 0.02, "
+                              "extra: [0.0]}", "sweep.space.grpo.epsilon={choices: [0.2]}"]).sweep
+    space = {k: sweeps._grid_values(k, v) for k, v in grid.parameters.items()}
+    assert space == {"grpo.group_size": [4, 8, 16], "grpo.beta": [0.0, 0.02, 0.04], "grpo.epsilon": [0.2]}
+
+
+@pytest.mark.parametrize(
+    ("override", "where", "hint"),
+    [
+        ("sweep.space.grpo.beta={low: 0.2, high: 0.001, log: true}", "sweep.space.grpo.beta:", "low (0.2) must be <="),
+        ("sweep.space.grpo.epsilon={low: 0.0, high: 0.4}", "space.grpo.epsilon.low", "greater than 0"),
+        ("sweep.space.grpo.group_size={choices: [1, 4]}", "space.grpo.group_size.choices", "greater than or equal"),
+        ("sweep.space.grpo.beta={low: 0.0, high: 0.2, log: true}", "sweep.space.grpo.beta:", "log: true needs low > 0"),
+        ("sweep.space.grpo.gamma={low: 0.1, high: 0.2}", "space.grpo.gamma", "not a configuration key"),
+        ("sweep.space.store.root={choices: [x]}", "space.store.root", "cannot be searched"),
+        ("sweep.sampler=grid", "space.grpo.beta", "give choices or a step"),
+        ("sweep.n_parallel=0", "sweep.n_parallel:", "greater than or equal to 1"),
+        ("sweep.name=a/b", "sweep.name:", "pattern"),
+    ],
+)
+def test_bad_sweep_config_names_the_field(override: str, where: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert where in str(err.value) and hint in str(err.value), str(err.value)
+
+
+def test_objective_k_beyond_the_evaluation_names_the_field(tmp_path: Path) -> None:
+    cfg = load_config(None, [f"store.root={tmp_path}", "sweep.objective_k=64"])
+    with pytest.raises(ConfigError, match="sweep.objective_k: K = 64 needs eval.k_max >= 64"):
+        sweeps.open_study(cfg)
+
+
+def test_report_with_one_complete_trial_explains_missing_importances(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="one", direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"grpo.beta": 0.04}, distributions={"grpo.beta": optuna.distributions.FloatDistribution(0.001, 0.2,
+                                                                                                       log=True)},
+        value=0.5, user_attrs={"run_id": "one-t000-abc", "overrides": {"grpo.beta": 0.04}}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"error": "boom\nValueError: x"}))
+    paths = write_sweep_report(study, tmp_path / "r", objective="maj@16", store_root=tmp_path / "store",
+                               storage="x.journal")
+    md = paths.markdown.read_text()
+    assert "Best trial: #0 (maj@16 = 0.5000)" in md and "at least 2 complete trials; this sweep has 1" in md
+    assert "| 1 | FAIL |" in md and "ValueError: x" in md
+    assert "[one-t000-abc](../store/rollouts/one-t000-abc)" in md
+    assert json.loads(json.dumps(sweeps.trial_row("one", study.trials[1])))["state"] == "FAIL"
