@@ -7,14 +7,17 @@ temp files do not, so a half-written file is never read.
 
 Every connect (re)defines, in order:
   _runs_files, _rollouts_files, _step_metrics_files, one-line views over the globs, or over empty tables
-  _prm_labels_files, _prm_metrics_files              typed from the writer's schemas (_runs_empty, ...)
+  _prm_labels_files, _prm_metrics_files,             typed from the writer's schemas (_runs_empty, ...)
+  _sweeps_files, _trials_files
                                                      while a glob matches nothing
   runs, rollouts, step_metrics,                      documented views over those (sql/{name}.sql)
-  prm_labels, prm_metrics
-  step_metrics_wide, evals, curves                   derived views
+  prm_labels, prm_metrics, sweeps, trials
+  step_metrics_wide, evals, curves,                  derived views
+  run_info, global_step(...), run_curves, run_evals  (global_step: a scalar macro)
   pass_at_k_per_problem(k), pass_at_k(k),            table macros
   maj_at_k_per_problem(k), maj_at_k(k),
-  eval_at_k(k)
+  eval_at_k(k), iteration_gains(k),
+  outcome_vs_process(run_ids := null)
 
 DuckDB lets one process at a time open a database file (see DEPENDENCIES.md). When another process
 holds catalog.duckdb, `connect` falls back to an in-memory database with the same views, so queries
@@ -32,7 +35,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from grpo_core.store import PRM_LABEL_SCHEMA, PRM_METRICS_SCHEMA, ROLLOUT_SCHEMA, RUN_SCHEMA, STEP_METRICS_SCHEMA
+from grpo_core.store import (
+    PRM_LABEL_SCHEMA,
+    PRM_METRICS_SCHEMA,
+    ROLLOUT_SCHEMA,
+    RUN_SCHEMA,
+    STEP_METRICS_SCHEMA,
+    SWEEP_SCHEMA,
+    TRIAL_SCHEMA,
+)
 
 __all__ = ["CATALOG_FILE", "SQL_DIR", "connect", "load_sql", "query"]
 
@@ -48,17 +59,25 @@ SOURCES: dict[str, tuple[str, pa.Schema]] = {
     "step_metrics": ("step_metrics/*/*.parquet", STEP_METRICS_SCHEMA),
     "prm_labels": ("prm_labels/*/*.parquet", PRM_LABEL_SCHEMA),
     "prm_metrics": ("prm_metrics/*/*.parquet", PRM_METRICS_SCHEMA),
+    "sweeps": ("sweeps/*.parquet", SWEEP_SCHEMA),
+    "trials": ("trials/*/*.parquet", TRIAL_SCHEMA),
 }
 # Defined after the sources, in this order (later ones read earlier ones).
 DERIVED = (
     "step_metrics_wide",  # needs the metric names, so it is defined once the sources read the files
     "evals",
     "curves",
+    "run_info",
+    "global_step",
+    "run_curves",
+    "run_evals",
     "pass_at_k_per_problem",
     "pass_at_k",
     "maj_at_k_per_problem",
     "maj_at_k",
     "eval_at_k",
+    "iteration_gains",
+    "outcome_vs_process",
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")

@@ -13,6 +13,7 @@ apply_offline_defaults()
 from prefect import flow, get_run_logger  # noqa: E402
 
 from flows import tasks  # noqa: E402
+from flows.report import publish_report  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
 
 
@@ -32,7 +33,8 @@ def grpo_single(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None
 def grpo_iterative(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None = None) -> dict:
     """Iterative RL (Algorithm 1): each iteration sets reference <- policy, labels fresh policy
     samples and continues the PRM on them with replay (process supervision), runs M GRPO
-    steps, then evaluates (greedy, Pass@K, Maj@K)."""
+    steps, then evaluates (greedy, Pass@K, Maj@K). Ends with the RL-effects report
+    (<runs_dir>/<run_id>/report/, and a Prefect artifact)."""
     log = get_run_logger()
     run_id = tasks.start_run(cfg, trial_id)
     policy = tasks.bootstrap_policy(cfg)
@@ -46,7 +48,9 @@ def grpo_iterative(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | N
         evals[it] = tasks.evaluate(cfg, policy, run_id, it, cfg.grpo.steps, trial_id)
         log.info("iteration %d: %s", it, {k: round(v, 3) for k, v in evals[it].items()})
     tasks.start_run(cfg, trial_id, "finished")
-    return {"run_id": run_id, "policy": policy, "reward_model": reward_model, "evals": evals}
+    report = publish_report(cfg, [run_id])
+    log.info("report: %s", report["html"])
+    return {"run_id": run_id, "policy": policy, "reward_model": reward_model, "evals": evals, "report": report}
 
 
 if __name__ == "__main__":

@@ -127,6 +127,10 @@ def test_every_view_and_macro_works_on_an_empty_store(tmp_path):
         "step_metrics": ["run_id", "trial_id", "iteration", "step", "metric", "namespace", "value", "created_at"],
         "prm_labels": [*PRM_LABEL_SCHEMA.names[:-1], "is_last_step", "created_at"],
         "prm_metrics": ["run_id", "trial_id", "iteration", "epoch", "metric", "namespace", "value", "created_at"],
+        "sweeps": ["sweep", "storage", "sampler", "pruner", "direction", "objective", "space", "config", "status",
+                   "n_trials", "best_trial", "best_value", "report_path", "created_at", "updated_at"],
+        "trials": ["sweep", "trial_number", "trial_id", "run_id", "state", "params", "value", "intermediate",
+                   "wall_s", "error", "retry_of", "created_at", "updated_at"],
     }
     assert expected_columns.keys() == SOURCES.keys()
     for name, columns in expected_columns.items():
@@ -138,10 +142,17 @@ def test_every_view_and_macro_works_on_an_empty_store(tmp_path):
     assert dict(rollout_columns)["created_at"] == "TIMESTAMP WITH TIME ZONE"
     wide = con.sql("select column_name from (describe step_metrics_wide)").fetchall()
     assert wide == [("run_id",), ("trial_id",), ("iteration",), ("step",)]
-    for name in ("evals", "curves"):
-        assert con.sql(f"select count(*) from {name}").fetchall() == [(0,)]
-    for macro in DERIVED[3:]:
-        assert con.sql(f"select * from {macro}(4)").fetchall() == []
+    views = [n for n in DERIVED[1:] if "create or replace view" in load_sql(n)]
+    macros = [n for n in DERIVED if ") as table" in load_sql(n)]  # table macros
+    assert {"evals", "curves", "run_info", "run_curves", "run_evals"} <= set(views)
+    assert len(views) + len(macros) == len(DERIVED) - 2  # all but step_metrics_wide (above) and global_step
+    assert con.sql("select global_step(0, 0, 60), global_step(1, 5, 60), global_step(2, 5, 60)").fetchall() == [
+        (0, 5, 65)]
+    for name in views:
+        assert con.sql(f"select count(*) from {name}").fetchall() == [(0,)], name
+    for macro in macros:
+        call = f"{macro}()" if macro == "outcome_vs_process" else f"{macro}(4)"  # its one parameter has a default
+        assert con.sql(f"select * from {call}").fetchall() == [], macro
     con.close()
 
 
@@ -208,6 +219,19 @@ def test_k_larger_than_n_is_rejected(hand_store, macro):
     with pytest.raises(duckdb.Error, match=rf"{name}: k must be a positive integer, got 0"):
         con.sql(f"select * from {macro}(0)").fetchall()
     con.close()
+
+
+def test_maj_at_1_shortcut_matches_the_vote_of_single_samples(tmp_path):
+    """maj_at_k(1) skips the vote (every sample is its own vote group); it must score like the vote:
+    a sample judged correct whose answer did not parse (answer_norm null) cast no vote and scores 0."""
+    rows = eval_samples("p", ["4", None, "5", "4", None])
+    rows[1]["correct"] = True  # a verdict without a parsed answer: no vote, so 0 in Maj@1 (1 in Pass@1)
+    Store(tmp_path).write_rollouts(rows, run_id="r", iteration=0, step=0, split="eval")
+    samples = [(r["sample_index"], r["answer_norm"], r["correct"]) for r in rows]
+    got = query(tmp_path, "select n, n_vote_groups, maj_at_k from maj_at_k_per_problem(1)").to_pylist()
+    assert got == [{"n": 5, "n_vote_groups": 5, "maj_at_k": maj_at_k_reference(samples, 1)}]
+    assert got[0]["maj_at_k"] == 2 / 5
+    assert query(tmp_path, "select pass_at_k from pass_at_k(1)").to_pylist() == [{"pass_at_k": pytest.approx(3 / 5)}]
 
 
 def test_k_equal_to_one_is_the_sample_accuracy(hand_store):

@@ -16,7 +16,9 @@
 --     judged correct among all samples (null answers count as wrong).
 -- k must be a positive integer no larger than any problem's n; otherwise the macro raises an error.
 -- Written as aggregations only (no window functions): on 2 cores DuckDB's windows over many tiny
--- partitions cost several times more than hash aggregates.
+-- partitions cost several times more than hash aggregates. k = 1 takes a shortcut with the same
+-- result: every sample is its own vote group, scoring 1 when it parsed and is correct, so Maj@1 is
+-- one count per problem instead of a vote per sample (the costliest case: n groups of one).
 -- Usage: select * from maj_at_k_per_problem(16) where run_id = 'r1'
 create or replace macro maj_at_k_per_problem(k) as table
 with samples as (
@@ -54,6 +56,15 @@ vote_groups as (  -- one row per vote group
     from tallies
     group by all
 ),
+single_votes as (  -- k = 1 only (an empty scan otherwise): counts per problem
+    select
+        run_id, trial_id, iteration, step, problem_id,
+        count(*) as n,
+        count(*) filter (where correct and answer_norm is not null) as n_right
+    from rollouts
+    where k = 1 and split = 'eval' and decoding = 'sample'
+    group by all
+),
 final as (
     select
         run_id,                         -- run (runs.run_id)
@@ -71,6 +82,10 @@ final as (
             else avg(score) filter (where size = k)
         end as maj_at_k                 -- mean over vote groups of the majority answer's (expected) correctness
     from vote_groups
+    where k <> 1
     group by run_id, trial_id, iteration, step, problem_id
+    union all
+    select run_id, trial_id, iteration, step, problem_id, k, n, n, n_right / n
+    from single_votes
 )
 select * from final
