@@ -112,6 +112,12 @@ def test_iterative_flow_evaluates_each_iteration_and_reruns_from_cache(prefect_a
     assert result["reward_model"] is None  # outcome supervision trains no PRM
     assert Path(result["policy"]).parent.parent.name == "it002"
     assert _counts(cfg, run_id) == _expected(2, 2)
+    # The main job ends with the RL-effects report of its run, numbers as the evaluations printed.
+    assert result["report"]["markdown"] == str(cfg.store.runs_dir / run_id / "report" / "report.md")
+    md = Path(result["report"]["markdown"]).read_text()
+    before, after = result["evals"][0], result["evals"][2]
+    assert f"| {N_SAMPLES} | {before[f'pass@{N_SAMPLES}']:.1%} | {after[f'pass@{N_SAMPLES}']:.1%} |" in md
+    assert Path(result["report"]["html"]).exists()
 
     # The same config again: every stage comes from the cache, nothing is rewritten.
     before = _mtimes(cfg.store.root / "rollouts")
@@ -137,11 +143,16 @@ def test_iterative_flow_with_process_supervision_labels_trains_a_prm_and_uses_it
                    "WHERE run_id = $r GROUP BY ALL ORDER BY ALL", {"r": run_id}).to_pylist()
     # 4 problems x 2 solutions each; a solution with no step text has nothing to label
     assert [row["iteration"] for row in labels] == [1, 2] and all(1 <= row["n"] <= 8 for row in labels)
-    train = query(cfg.store.root, "SELECT iteration, reward_model, step_rewards, advantage FROM rollouts "
+    train = query(cfg.store.root, "SELECT iteration, reward_model, step_rewards, advantage, correct FROM rollouts "
                   "WHERE run_id = $r AND split = 'train'", {"r": run_id}).to_pylist()
+    w = cfg.grpo.process_outcome_weight
+    assert w == 1.0  # the default: the verifier's outcome joins the last step's reward
     for row in train:  # every training rollout carries the PRM's step scores and the PRM's version
         assert row["reward_model"] and f"it{row['iteration']:03d}" in row["reward_model"]
-        assert all(0.0 < r < 1.0 for r in row["step_rewards"])  # sigmoid scores; empty for step-less text
+        scores = list(row["step_rewards"])  # empty for step-less text
+        if scores:
+            scores[-1] -= w * row["correct"]
+        assert all(0.0 < r < 1.0 for r in scores)  # sigmoid scores
     assert sum(len(row["step_rewards"]) for row in train) > len(train)
     trained = query(cfg.store.root, "SELECT DISTINCT iteration FROM prm_metrics WHERE run_id = $r AND epoch >= 1 "
                     "ORDER BY 1", {"r": run_id}).to_pylist()
@@ -214,7 +225,7 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
         ("start-run", "Completed"), ("bootstrap-policy", "Cached"),
         ("evaluate", "Cached"), ("grpo", "Cached"), ("evaluate", "Cached"),  # iteration 0 eval, iteration 1
         ("grpo", "Completed"), ("evaluate", "Completed"),  # iteration 2
-        ("start-run", "Completed"),
+        ("start-run", "Completed"), ("write-report", "Completed"),  # the report always reads the store anew
     ]
     # ... so their store files were not rewritten, nor were iteration 2's steps up to the checkpoint.
     after = _mtimes(cfg.store.root)
@@ -232,3 +243,47 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
                     "FROM step_metrics WHERE run_id = $r GROUP BY ALL ORDER BY ALL", {"r": run_id}).to_pylist()
     assert [(m["iteration"], m["step"]) for m in metrics] == [(i, s) for i in (1, 2) for s in range(1, steps + 1)]
     assert all(m["n"] == m["m"] for m in metrics)
+
+
+def test_prm_train_flow_labels_policy_samples_and_trains_a_prm(prefect_api, tmp_path, tiny_cfg, tiny_policy_dir):
+    from flows.prm import prm_train
+    from prm.model import RM_INFO
+
+    cfg = _cfg(tmp_path, tiny_cfg, "run_name=rm", "iterative.label_problems=4", "prm.samples_per_problem=2",
+               "prm.n_completions=2", "prm.epochs=1")
+    with one_thread():
+        result = prm_train(cfg)
+    run_id = run_id_for(cfg.model_copy(update={"run_name": "rm-prm"}))  # its own run, never a GRPO run's
+    assert result["run_id"] == run_id and run_id.startswith("rm-prm-")
+    assert Path(result["reward_model"]) == cfg.store.runs_dir / run_id / "it001" / "prm"
+    assert (Path(result["reward_model"]) / RM_INFO).is_file()
+    steps = query(cfg.store.root, "SELECT count(*) AS n, count(DISTINCT solution_index) AS s FROM prm_labels "
+                  "WHERE run_id = $r AND iteration = 1", {"r": run_id}).to_pylist()[0]
+    assert steps["n"] == result["label_steps"] > 0 and 1 <= steps["s"] <= 8  # 4 problems x 2 solutions
+    assert {"prm/train_loss", "prm/eval_auc"} <= set(result["metrics"])
+    status = query(cfg.store.root, "SELECT status FROM runs WHERE run_id = $r", {"r": run_id}).to_pylist()
+    assert status == [{"status": "finished"}]
+
+
+def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_path):
+    """analysis/report on a hand-made store (no model needed): files in out_dir, artifact on the flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.report import report
+    from grpo_core.store import Store
+    from tests.test_analysis_sql import eval_samples
+
+    store = Store(tmp_path / "store")
+    store.write_run("r1", trial_id=None, name="r1", config={"grpo": {"supervision": "outcome", "steps": 3}})
+    store.write_rollouts(eval_samples("p", ["4", "5", "5", "6"]), run_id="r1", iteration=0, step=0, split="eval")
+    store.write_rollouts(eval_samples("p", ["4", "4", "4", "6"]), run_id="r1", iteration=1, step=3, split="eval")
+    cfg = ExperimentConfig.model_validate({"store": {"root": str(tmp_path / "store"), "runs_dir": str(tmp_path)}})
+    paths = report(["r1"], cfg)
+    assert paths["markdown"] == str(tmp_path / "r1" / "report" / "report.md")
+    md = Path(paths["markdown"]).read_text()
+    assert "Maj@4 rose 100.0 points from 0.0% to 100.0% while Pass@4 stayed at 100.0%" in md
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rl-report-r1"])))
+    assert len(artifacts) == 1 and artifacts[0].type == "markdown"
+    assert artifacts[0].data.startswith(md) and paths["html"] in artifacts[0].data
