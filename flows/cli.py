@@ -3,6 +3,9 @@
     grpo bootstrap [--config F] [key=value ...]   build/reuse the embedded policy, report held-out accuracy
     grpo run       [--config F] [key=value ...]   the iterative pipeline (flow grpo/iterative): the main job
     grpo train     [--config F] [key=value ...]   one GRPO run (flow grpo/single): policy, eval, GRPO, eval
+    grpo prm       [--config F] [key=value ...]   label policy samples and train the PRM (flow prm/train)
+    grpo report    RUN_ID ... [--out DIR] [--config F] [key=value ...]   the RL-effects report (flow analysis/report)
+    grpo sweep     [--config F] [key=value ...]   an Optuna sweep over G, beta, epsilon (flow sweep/optuna)
     grpo sql "SELECT ..." [--csv F | --parquet F] query the store's DuckDB views
     grpo config    [--config F] [--docs] [...]    print the resolved configuration as YAML
 
@@ -78,6 +81,8 @@ def _print_evals(result: dict, cfg: ExperimentConfig, wall: float) -> None:
     console.print(f"wall time {wall:.0f}s; store: {cfg.store.root.resolve()}")
     console.print("query it, e.g.:")
     console.print(f'  .venv/bin/grpo sql "{EXAMPLE_SQL.format(run_id=result["run_id"])}"', soft_wrap=True)
+    if "report" in result:
+        console.print(f"report: {result['report']['html']} (and report.md beside it)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -96,6 +101,57 @@ def cmd_run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     result = grpo_iterative(cfg)
     _print_evals(result, cfg, time.perf_counter() - t0)
+
+
+def cmd_prm(args: argparse.Namespace) -> None:
+    from flows.prm import prm_train
+
+    cfg = _config(args)
+    t0 = time.perf_counter()
+    result = prm_train(cfg)
+    table = Table(title=f"PRM {result['run_id']}: {result['label_steps']} labelled steps, "
+                        f"{time.perf_counter() - t0:.0f}s")
+    table.add_column("metric (last epoch)")
+    table.add_column("value", justify="right")
+    for metric, value in sorted(result["metrics"].items()):
+        table.add_row(metric, f"{value:.4g}")
+    console.print(table)
+    console.print(f"reward model: {result['reward_model']}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """The report straight from analysis.report (seconds; the flow analysis/report adds a Prefect artifact)."""
+    from analysis.report import default_report_dir, write_report
+
+    run_ids = [a for a in args.items if "=" not in a]  # run ids never contain '='; overrides always do
+    if not run_ids:
+        raise ConfigError("grpo report needs at least one run id (see: grpo sql \"select run_id from runs\")")
+    cfg = load_config(args.config, [a for a in args.items if "=" in a])
+    try:
+        paths = write_report(cfg.store.root, run_ids, args.out or default_report_dir(cfg.store.runs_dir, run_ids))
+    except ValueError as err:  # an unknown run id: the message lists the known ones
+        raise ConfigError(str(err)) from err
+    console.print(f"report: {paths.markdown}\n        {paths.html} (self-contained, figures embedded)")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from analysis.catalog import query
+    from flows.sweep import sweep
+
+    cfg = _config(args)
+    t0 = time.perf_counter()
+    result = sweep(cfg)
+    rows = query(cfg.store.root, "SELECT trial_number, state, params, value, wall_s, run_id FROM trials "
+                 "WHERE sweep = $sweep ORDER BY trial_number", {"sweep": cfg.sweep.name}).to_pylist()
+    table = Table(title=f"sweep {result['study']}: {result['n_trials']} trials, {time.perf_counter() - t0:.0f}s")
+    for col in ("trial", "state", "values", "objective", "wall s", "run"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["trial_number"]), r["state"], r["params"], "" if r["value"] is None else f"{r['value']:.4f}",
+                      "" if r["wall_s"] is None else f"{r['wall_s']:.0f}", r["run_id"] or "")
+    console.print(table)
+    console.print(f"best trial {result['best_trial']} ({result['best_value']}); report: {result['report']}")
+    console.print(f"dashboard: optuna-dashboard {result['storage']}", soft_wrap=True)
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
@@ -139,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("run", help="the iterative pipeline (flow grpo/iterative): the main job")).set_defaults(
         fn=cmd_run)
     with_config(sub.add_parser("train", help="one GRPO run (flow grpo/single)")).set_defaults(fn=cmd_train)
+    with_config(sub.add_parser("prm", help="label policy samples and train the PRM (flow prm/train)")).set_defaults(
+        fn=cmd_prm)
+    rep = sub.add_parser("report", help="the RL-effects report of runs (flow analysis/report)")
+    rep.add_argument("items", nargs="+", metavar="RUN_ID|key=value", help="run ids, then optional config overrides")
+    rep.add_argument("--out", type=Path, help="output dir (default: <runs_dir>/<run_id>/report)")
+    rep.add_argument("--config", type=Path, default=None, help="YAML config giving store.root and runs_dir")
+    rep.set_defaults(fn=cmd_report)
+    with_config(sub.add_parser("sweep", help="an Optuna sweep over GRPO knobs (flow sweep/optuna)")).set_defaults(
+        fn=cmd_sweep)
     sql = sub.add_parser("sql", help="run SQL over the store")
     sql.add_argument("query", help="SQL over the views runs, rollouts, step_metrics, evals, ...")
     sql.add_argument("--csv", type=Path, help="write the result as CSV")

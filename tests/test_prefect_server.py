@@ -129,7 +129,7 @@ def worker(server: dict[str, str], tmp_path: Path) -> Iterator[Path]:
 
 def test_deployment_runs_from_the_cli_with_a_partial_config(server, worker, tmp_path, tiny_policy_dir):
     deployed = _cli(server, "--no-prompt", "deploy", "--all", timeout=180).stdout
-    assert "grpo/iterative" in deployed and "grpo/single" in deployed, deployed
+    assert all(d in deployed for d in ("grpo/iterative", "grpo/single", "prm/train", "analysis/report")), deployed
     deployment = json.loads(_cli(server, "deployment", "inspect", "grpo/iterative", "--output", "json").stdout)
     assert [s["active"] for s in deployment["schedules"]] == [False]  # the example schedule makes no runs
     pull = deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
