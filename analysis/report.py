@@ -177,6 +177,8 @@ def iteration_sentence(run: RunData) -> str | None:
     if total <= 0:
         return text + "iterating did not raise greedy accuracy."
     share = gains[0]["greedy_gain"] / total
+    if share > 1:  # later iterations lost some of it
+        return text + "the first iteration gave all of the gain and later ones lost some of it."
     if share >= 0.5:
         return text + f"the first iteration gave most of the gain ({share:.0%}), as in the paper."
     return text + f"later iterations gave most of the gain (the first {share:.0%})."

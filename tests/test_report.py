@@ -184,3 +184,17 @@ def test_report_of_a_run_evaluated_only_before_rl(tmp_path):
     paths = write_report(tmp_path / "store", ["fresh"], tmp_path / "out")
     assert [p.name for p in paths.figures] == ["training_curves.png"]
     assert "Pass@K and Maj@K before and after RL" not in paths.markdown.read_text()
+
+
+def test_iteration_sentence_when_a_later_iteration_loses_ground():
+    from types import SimpleNamespace
+
+    from analysis.report import iteration_sentence
+
+    gains = [{"iteration": 0, "greedy_gain": None}, {"iteration": 1, "greedy_gain": 0.035},
+             {"iteration": 2, "greedy_gain": -0.01}]
+    assert iteration_sentence(SimpleNamespace(gains=gains)) == (
+        "Greedy accuracy points gained per iteration: iteration 1 +3.5, iteration 2 -1.0 (total +2.5); "
+        "the first iteration gave all of the gain and later ones lost some of it.")
+    gains[2]["greedy_gain"] = -0.05
+    assert iteration_sentence(SimpleNamespace(gains=gains)).endswith("iterating did not raise greedy accuracy.")
