@@ -373,7 +373,7 @@ class SweepConfig(_Section):
         if not params:
             raise ValueError("space searches nothing: give at least one parameter")
         for key, spec in params.items():
-            field = _field_at(key)
+            field = field_at(key)
             bounds = {"choices": spec.choices or [], "low": [spec.low], "high": [spec.high], "extra": spec.extra}
             adapter = TypeAdapter(Annotated[field.annotation, field])
             for what, values in bounds.items():
@@ -397,7 +397,7 @@ class SweepConfig(_Section):
                 for name, spec in fields.items() if spec is not None}
 
 
-def _field_at(key: str) -> Any:
+def field_at(key: str) -> Any:
     """The pydantic FieldInfo of a dotted experiment key such as 'grpo.beta' or 'task.synthetic.max_number'."""
     parts = key.split(".")
     if parts[0] in _UNSWEPT_SECTIONS:
@@ -467,7 +467,8 @@ class ConfigError(ValueError):
     """A configuration could not be loaded; the message names each bad field."""
 
 
-def _format_errors(err: ValidationError) -> str:
+def format_errors(err: ValidationError) -> str:
+    """A ValidationError as one line per bad field: its dotted path, the problem and the field's range."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -517,7 +518,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
         where = f" ({path})" if path else ""
-        raise ConfigError(_format_errors(err).replace("configuration:", f"configuration{where}:", 1)) from None
+        raise ConfigError(format_errors(err).replace("configuration:", f"configuration{where}:", 1)) from None
 
 
 def _range(field: Any) -> str:

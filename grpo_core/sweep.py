@@ -35,7 +35,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
-from grpo_core.config import ConfigError, ExperimentConfig, ParamSpec, SweepConfig, _field_at, _format_errors
+from grpo_core.config import ConfigError, ExperimentConfig, ParamSpec, SweepConfig, field_at, format_errors
 
 __all__ = [
     "JOURNAL_FILE",
@@ -150,7 +150,7 @@ def open_study(cfg: ExperimentConfig) -> tuple[optuna.Study, list[int]]:
 
 # -- trials ------------------------------------------------------------------------------------------
 def _is_int(key: str) -> bool:
-    return _field_at(key).annotation is int
+    return field_at(key).annotation is int
 
 
 def _grid_values(key: str, spec: ParamSpec) -> list[Any]:
@@ -201,7 +201,7 @@ def trial_config(cfg: ExperimentConfig, overrides: dict[str, Any], trial_id: str
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
+        raise ConfigError(format_errors(err)) from None
 
 
 def ask(study: optuna.Study, cfg: ExperimentConfig) -> TrialSpec:
