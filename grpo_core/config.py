@@ -468,7 +468,8 @@ class ConfigError(ValueError):
 
 
 def format_errors(err: ValidationError) -> str:
-    """A ValidationError as one line per bad field: its dotted path, pydantic's message (which states the range) and the value given."""
+    """A ValidationError as one line per bad field: its dotted path, pydantic's message (which
+    states the range) and the value given."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
