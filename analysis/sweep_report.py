@@ -165,6 +165,7 @@ def _objective_vs_values(complete: list[FrozenTrial], keys: list[str], objective
                     ax.set_xscale("symlog", linthresh=dist.low)
                 else:
                     ax.set_xscale("log")
+                ax.tick_params(axis="x", which="both", labelrotation=35)  # a narrow range labels its minor ticks
         else:
             labels = sorted({str(x) for x in xs})
             ax.scatter([labels.index(str(x)) for x in xs], y, color="tab:blue")
