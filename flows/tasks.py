@@ -57,8 +57,7 @@ def grpo(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, reward
     if reward_model is not None:
         from prm.score import load_step_scorer
 
-        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag,
-                                           cfg.grpo.process_outcome_weight)
+        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag)
     result = pipeline.grpo_iteration(cfg, Path(policy), run_id, iteration, trial_id=trial_id, step_scorer=scorer,
                                      reward_model=version)
     return str(result.policy_dir)

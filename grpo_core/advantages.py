@@ -7,6 +7,8 @@ Two pure functions, no config and no model:
 - `process_advantages`  (Sec. 4.1.3): one reward per reasoning step, normalised
   with the statistics of all steps of all outputs of the group; token t gets
   the suffix sum of the normalised rewards of the steps ending at or after t.
+- `add_outcome_to_last_step`: the outcome reward joined to each output's last
+  step reward before process advantages (grpo.process_outcome_weight).
 
 Choices the paper leaves open, pinned by tests/test_advantages.py:
 - std is the POPULATION std (divide by n, `unbiased=False`): [1, 0, 0, 1]
@@ -126,3 +128,21 @@ def process_advantages(
     )  # (N, T); padded steps add 0 at index 0
     adv = placed.flip(1).cumsum(1).flip(1)  # (N, T) suffix sums
     return adv, zero_std
+
+
+def add_outcome_to_last_step(step_rewards: Tensor, step_mask: Tensor, outcome: Tensor, weight: float) -> Tensor:
+    """r_i^(K_i) += weight * outcome_i: each output's outcome reward joins its last step's reward.
+
+    step_rewards, step_mask (N, S), valid steps first in each row; outcome (N,). With process
+    advantages every token of o_i then also carries the group-normalised outcome, so a learned
+    PRM's errors are anchored by the outcome reward (as PRM + ORM combinations do; the paper uses
+    the PRM alone, weight 0). An output without steps is left as it is; the input is not modified.
+    """
+    if outcome.shape != step_rewards.shape[:1]:
+        raise ValueError(f"outcome must be (N,) = ({step_rewards.shape[0]},), got {tuple(outcome.shape)}")
+    n_steps = step_mask.long().sum(dim=1)  # (N,)
+    has = n_steps > 0  # (N,)
+    rows = torch.arange(step_rewards.shape[0])[has]
+    out = step_rewards.clone()
+    out[rows, n_steps[has] - 1] += weight * outcome[has].to(out.dtype)
+    return out

@@ -168,8 +168,8 @@ class GRPOConfig(_Section):
     )
     process_outcome_weight: float = Field(
         1.0, ge=0, le=100.0,
-        description="process supervision: verifier outcome reward added to each output's last step reward "
-                    "(paper: 0, the PRM alone; see ExperimentConfig)",
+        description="process supervision: the outcome reward (reward.functions) added to each output's last "
+                    "step reward (paper: 0, the PRM alone; see ExperimentConfig)",
     )
     group_size: int = Field(8, ge=2, description="G: samples per question (paper: 64)")
     questions_per_step: int = Field(16, ge=1, description="B: questions per rollout batch (paper: 16)")
@@ -442,7 +442,7 @@ class ExperimentConfig(_Section):
     CPU-sized default that finishes in minutes: G = 8 (paper 64), lr 2e-5 (1e-6:
     the tiny policy needs larger steps), max_new_tokens 64 (1024), 60 steps,
     reward-model lr 3e-4 (2e-5, see PRMConfig), and process supervision adds the
-    verifier's outcome to each output's last step reward (grpo.process_outcome_weight
+    outcome reward to each output's last step reward (grpo.process_outcome_weight
     1; the paper uses the PRM alone). The PRM learnt from Math-Shepherd labels of the
     ~1M-parameter policy ranks steps with AUC 0.6-0.8; GRPO on its scores alone took
     held-out greedy accuracy from 42.5% to 16% in 2 iterations (the policy exploits

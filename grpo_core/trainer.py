@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grpo_core import checkpoint
-from grpo_core.advantages import outcome_advantages, process_advantages
+from grpo_core.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
 from grpo_core.backend import TrainBackend, make_backend
 from grpo_core.batch import PackedBatch, pack, token_logprobs
 from grpo_core.config import ExperimentConfig, GRPOConfig
@@ -187,6 +187,8 @@ def train_grpo(
                     adv = adv_seq.reshape(-1, 1).expand_as(mask)  # (N, T): A_it = A_i for every token
                 else:
                     s_rewards, s_mask, s_ends = step_scorer(rollouts, expanded)
+                    if g.process_outcome_weight > 0:
+                        s_rewards = add_outcome_to_last_step(s_rewards, s_mask, r.flatten(), g.process_outcome_weight)
                     group_index = torch.arange(b).repeat_interleave(g.group_size)
                     adv, zero_std = process_advantages(s_rewards, s_mask, s_ends, group_index, mask.shape[1])
                     step_rewards = [s_rewards[i][s_mask[i]].tolist() for i in range(len(rollouts))]

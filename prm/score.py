@@ -25,7 +25,6 @@ import torch
 
 from grpo_core.batch import pack
 from grpo_core.data.problem import Problem
-from grpo_core.rewards import verdicts_for
 from grpo_core.rollout.base import RolloutBatch
 from grpo_core.steps import step_token_ends
 from grpo_core.trainer import StepScorer
@@ -92,38 +91,13 @@ def score_rollouts(
     return rewards.masked_fill(~mask, 0.0), mask, step_ends
 
 
-def add_outcome_to_last_step(step_rewards: torch.Tensor, step_mask: torch.Tensor, outcome: torch.Tensor,
-                             weight: float) -> torch.Tensor:
-    """r_i^(K_i) += weight * outcome_i: the verifier's outcome reward joins each output's last step.
-
-    step_rewards, step_mask (N, S); outcome (N,). With process advantages (Sec. 4.1.3) every
-    token of o_i then also carries the group-normalised outcome, so a learned PRM's errors are
-    anchored by the rule reward (as PRM + ORM combinations do; the paper uses the PRM alone,
-    weight 0). An output without steps is left as it is.
-    """
-    if outcome.shape != step_rewards.shape[:1]:
-        raise ValueError(f"outcome must be (N,) = ({step_rewards.shape[0]},), got {tuple(outcome.shape)}")
-    n_steps = step_mask.long().sum(dim=1)  # (N,)
-    has = n_steps > 0
-    rows = torch.arange(step_rewards.shape[0])[has]
-    out = step_rewards.clone()
-    out[rows, n_steps[has] - 1] += weight * outcome[has].to(out.dtype)
-    return out
-
-
-def make_step_scorer(model: RewardModel, tokenizer: Any, delimiter: str = "\n", batch_size: int = 64,
-                     outcome_weight: float = 0.0) -> StepScorer:
-    """A grpo_core.trainer.StepScorer backed by `model`; with outcome_weight > 0 the verifier's
-    correctness of each output is added to its last step's reward (`add_outcome_to_last_step`)."""
+def make_step_scorer(model: RewardModel, tokenizer: Any, delimiter: str = "\n", batch_size: int = 64) -> StepScorer:
+    """A grpo_core.trainer.StepScorer backed by `model` (problems are not needed to score)."""
 
     def scorer(batch: RolloutBatch, problems: list[Problem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if len(problems) != len(batch):
             raise ValueError(f"{len(problems)} problems for {len(batch)} rollouts")
-        rewards, mask, ends = score_rollouts(model, tokenizer, batch, delimiter, batch_size)
-        if outcome_weight > 0:
-            correct = torch.tensor([v.correct for v in verdicts_for(batch.completions, problems)], dtype=torch.float32)
-            rewards = add_outcome_to_last_step(rewards, mask, correct, outcome_weight)
-        return rewards, mask, ends
+        return score_rollouts(model, tokenizer, batch, delimiter, batch_size)
 
     return scorer
 
@@ -138,7 +112,7 @@ def solution_scores(step_rewards: torch.Tensor, step_mask: torch.Tensor) -> torc
     return torch.where(step_mask.any(dim=1), lowest, torch.zeros_like(lowest))
 
 
-def load_step_scorer(path: Path, delimiter: str = "\n", outcome_weight: float = 0.0) -> tuple[StepScorer, str]:
-    """(StepScorer, version) of the reward model saved in `path` (see make_step_scorer)."""
+def load_step_scorer(path: Path, delimiter: str = "\n") -> tuple[StepScorer, str]:
+    """(StepScorer, version) of the reward model saved in `path`."""
     model = RewardModel.load(path)
-    return make_step_scorer(model, load_tokenizer(path), delimiter, outcome_weight=outcome_weight), model.version
+    return make_step_scorer(model, load_tokenizer(path), delimiter), model.version

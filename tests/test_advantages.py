@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from grpo_core.advantages import outcome_advantages, process_advantages
+from grpo_core.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
 
 # ---------------------------------------------------------------- outcome (4.1.2)
 
@@ -186,3 +186,13 @@ def test_process_rejects_step_end_past_completion():
     sr, sm, se, gi = _process_case()
     with pytest.raises(ValueError, match="n_tokens"):
         process_advantages(sr, sm, se, gi, n_tokens=6)  # V's last step ends at token 6
+
+
+def test_outcome_joins_the_last_step_only():
+    rewards = torch.tensor([[0.2, 0.4, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+    out = add_outcome_to_last_step(rewards, mask, torch.tensor([1.0, 0.0, 1.0]), 2.0)
+    assert torch.equal(out, torch.tensor([[0.2, 2.4, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert torch.equal(rewards[0], torch.tensor([0.2, 0.4, 0.0]))  # input untouched
+    with pytest.raises(ValueError, match="outcome must be"):
+        add_outcome_to_last_step(rewards, mask, torch.tensor([1.0, 0.0]), 2.0)

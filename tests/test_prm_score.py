@@ -11,7 +11,7 @@ from grpo_core.steps import step_token_ends
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import RewardModel, load_tokenizer
-from prm.score import add_outcome_to_last_step, make_step_scorer, read_positions, solution_scores
+from prm.score import make_step_scorer, read_positions, solution_scores
 
 PROMPTS = ["Question: Ann has 3 apples.\nAnswer:\n", "Q: b\nA:\n", "Q: c\nA:\n", "Q: d\nA:\n"]
 TEXTS = ["3 + 4 = 7\n7 * 2 = 14\nThe answer is 14", "How many?\nThe answer is 2\n", "5 - 1 = 4\n4 + 4", ""]
@@ -77,27 +77,3 @@ def test_solution_scores_are_the_minimum_step_score():
     r = torch.tensor([[0.9, 0.2, 0.7], [0.6, 0.8, 0.0], [0.0, 0.0, 0.0]])
     m = torch.tensor([[True, True, True], [True, True, False], [False, False, False]])
     assert torch.equal(solution_scores(r, m), torch.tensor([0.2, 0.6, 0.0]))
-
-
-def test_outcome_weight_joins_the_last_step_only():
-    rewards = torch.tensor([[0.2, 0.4, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
-    out = add_outcome_to_last_step(rewards, mask, torch.tensor([1.0, 0.0, 1.0]), 2.0)
-    assert torch.equal(out, torch.tensor([[0.2, 2.4, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]))
-    assert torch.equal(rewards[0], torch.tensor([0.2, 0.4, 0.0]))  # input untouched
-
-
-def test_scorer_with_outcome_weight_adds_the_verifier(tiny_policy_dir):
-    tok = load_tokenizer(tiny_policy_dir)
-    torch.manual_seed(0)
-    rm = RewardModel.from_pretrained(tiny_policy_dir)
-    batch = batch_of(tok)
-    problems = [Problem("p0", "q", "14", "The answer is 14", "synthetic"), *PROBLEMS[1:]]  # only output 0 is right
-    plain, mask, ends = make_step_scorer(rm, tok, "\n")(batch, problems)
-    anchored, mask2, ends2 = make_step_scorer(rm, tok, "\n", outcome_weight=0.5)(batch, problems)
-    assert torch.equal(mask, mask2) and torch.equal(ends, ends2)
-    delta = anchored - plain
-    last = int(mask[0].sum()) - 1
-    assert abs(float(delta[0, last]) - 0.5) < 1e-6
-    delta[0, last] = 0.0
-    assert float(delta.abs().max()) < 1e-6

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from grpo_core.config import load_config
 from grpo_core.data.synthetic import generate_splits
@@ -125,3 +126,24 @@ def test_killed_process_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny_
     drop = ("created_at",)
     as_set = lambda rows: {tuple((k, v if not isinstance(v, float) else round(v, 4)) for k, v in r.items() if k not in drop) for r in rows}  # noqa: E731
     assert as_set(killed_rows) == as_set(clean_rows)
+
+
+def test_process_supervision_adds_the_configured_outcome_reward_to_the_last_step(tmp_path, tiny_policy_dir):
+    """grpo.process_outcome_weight: the trainer's outcome reward (reward.functions, here not just the
+    verifier) joins each output's last step reward; earlier steps keep the scorer's value."""
+
+    def two_steps(batch, problems):  # a constant PRM: two "steps" per output, 0.25 and 0.5
+        n = len(batch)
+        ends = torch.tensor([[0, max(0, len(ids) - 1)] for ids in batch.completion_ids])
+        return torch.tensor([[0.25, 0.5]] * n), torch.ones(n, 2, dtype=torch.bool), ends
+
+    cfg = _cfg(tmp_path, "grpo.supervision=process", "grpo.process_outcome_weight=0.5", "grpo.steps=2",
+               "reward.functions={correct: 1.0, tests.helpers.rewards:ones: 1.0}")
+    train_grpo(cfg, tiny_policy_dir, _problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="ps",
+               step_scorer=two_steps, reward_model="const")
+    rows = _train_rows(cfg.store.root)
+    assert len(rows) == 2 * 4 * 4
+    assert any(r["reward"] != float(r["correct"]) for r in rows)  # the reward is more than the verifier
+    for r in rows:
+        first, last = r["step_rewards"]
+        assert first == pytest.approx(0.25) and last == pytest.approx(0.5 + 0.5 * r["reward"], abs=1e-6)
