@@ -41,11 +41,7 @@ def grpo_iterative(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | N
     evals = {0: tasks.evaluate(cfg, policy, run_id, 0, 0, trial_id)}
     reward_model = None
     for it in range(1, cfg.iterative.iterations + 1):
-        if cfg.grpo.supervision == "process":
-            tasks.label_steps(cfg, policy, run_id, it)
-            reward_model = tasks.train_reward_model(cfg, reward_model or policy, run_id, it)
-        policy = tasks.grpo(cfg, policy, run_id, it, reward_model, trial_id)
-        evals[it] = tasks.evaluate(cfg, policy, run_id, it, cfg.grpo.steps, trial_id)
+        policy, reward_model, evals[it] = tasks.run_iteration(cfg, policy, reward_model, run_id, it, trial_id)
         log.info("iteration %d: %s", it, {k: round(v, 3) for k, v in evals[it].items()})
     tasks.start_run(cfg, trial_id, "finished")
     report = publish_report(cfg, [run_id])

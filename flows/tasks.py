@@ -10,9 +10,11 @@ are idempotent (they rewrite the same store files).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from analysis.summary import eval_summary
@@ -85,6 +87,23 @@ def train_reward_model(cfg: ExperimentConfig, init: str, run_id: str, iteration:
     for epoch, m in metrics.items():
         store.write_prm_metrics(m, run_id=run_id, iteration=iteration, epoch=epoch)
     return str(path)
+
+
+def run_iteration(cfg: ExperimentConfig, policy: str, reward_model: str | None, run_id: str, iteration: int,
+                  trial_id: str | None = None, *, direct: bool = False) -> tuple[str, str | None, dict[str, float]]:
+    """One iteration of Algorithm 1 after reference <- policy: with process supervision, label fresh
+    policy samples and continue the PRM (from the policy the first time); M GRPO steps; evaluate.
+    Returns (policy, reward model, evaluation). The stages run as tasks of the current flow, or with
+    direct=True as plain calls (a sweep trial's process, which has no flow run)."""
+    def stage(t: Task) -> Callable[..., Any]:
+        return t.fn if direct else t
+
+    if cfg.grpo.supervision == "process":
+        stage(label_steps)(cfg, policy, run_id, iteration)
+        reward_model = stage(train_reward_model)(cfg, reward_model or policy, run_id, iteration)
+    policy = stage(grpo)(cfg, policy, run_id, iteration, reward_model, trial_id)
+    evaluation = stage(evaluate)(cfg, policy, run_id, iteration, cfg.grpo.steps, trial_id)
+    return policy, reward_model, evaluation
 
 
 @task(name="write-report", retries=1)

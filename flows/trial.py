@@ -2,8 +2,8 @@
 
     python -m flows.trial --config runs/sweeps/NAME/trials/t003/config.json --optuna-id 17 [--threads 1]
 
-It runs the iterative pipeline's stages (the same task functions grpo/iterative calls, without a Prefect
-run) for the trial's config: per iteration, PRM labels and training (process supervision), M GRPO steps and
+It runs the iterative pipeline's stages (flows.tasks.run_iteration, as grpo/iterative does, but as plain
+calls: no Prefect run) for the trial's config: per iteration, PRM labels and training (process supervision), M GRPO steps and
 an evaluation; reads the objective of that evaluation from the store, reports it to the study and stops
 early when the pruner says so. It tells the study COMPLETE or PRUNED itself; if it dies first, the sweep
 marks the trial FAIL. A trial's own process means its own torch RNG and thread settings and a crash
@@ -42,11 +42,8 @@ def run_trial(cfg: ExperimentConfig, trial: optuna.Trial, trial_id: str) -> Tria
         reward_model = None
         value = float("nan")
         for it in range(1, cfg.iterative.iterations + 1):
-            if cfg.grpo.supervision == "process":
-                tasks.label_steps.fn(cfg, policy, run_id, it)
-                reward_model = tasks.train_reward_model.fn(cfg, reward_model or policy, run_id, it)
-            policy = tasks.grpo.fn(cfg, policy, run_id, it, reward_model, trial_id)
-            tasks.evaluate.fn(cfg, policy, run_id, it, cfg.grpo.steps, trial_id)
+            policy, reward_model, _ = tasks.run_iteration(cfg, policy, reward_model, run_id, it, trial_id,
+                                                          direct=True)
             value = eval_objective(cfg.store.root, run_id, it, cfg.grpo.steps, objective)
             trial.report(value, it)
             log.info("trial %s iteration %d: %s = %.4f", trial_id, it, objective, value)
