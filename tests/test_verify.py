@@ -38,10 +38,24 @@ def _worker() -> None:
     assert V.warm_up(), "slow-path worker failed to start"
 
 
-def timed(fn, *args, **kwargs):
-    start = time.monotonic()
-    result = fn(*args, **kwargs)
-    return result, time.monotonic() - start
+def finishes(fn, *args, bound: float = BOUND_S):
+    """fn(*args), run off the main thread under a watchdog: it must return within `bound` seconds
+    (the verifier's guarantee on any input), so a hang fails here instead of blocking the suite."""
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn(*args)
+        except BaseException as err:  # re-raised in the test's thread
+            out["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(bound)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} still running after {bound} s"
+    if "error" in out:
+        raise out["error"]  # type: ignore[misc]
+    return out["value"]
 
 
 # ------------------------------------------------------------------ extraction
@@ -186,11 +200,15 @@ def test_numeric_equivalence(pred: str | None, gold: str, expected: bool) -> Non
     assert is_equivalent(pred, gold, TIMEOUT_S) is expected
 
 
-def test_fast_path_does_not_touch_the_worker() -> None:
+def test_fast_path_does_not_touch_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     restarts = V._WORKER.restarts
-    results, elapsed = timed(lambda: [is_equivalent(str(i), str(i), TIMEOUT_S) for i in range(2000)])
+
+    def worker_check(*args: object) -> bool:
+        raise AssertionError(f"the fast path called the slow-path worker with {args}")
+
+    monkeypatch.setattr(V._WORKER, "check", worker_check)
+    results = [is_equivalent(str(i), str(i), TIMEOUT_S) for i in range(2000)]
     assert all(results) and V._WORKER.restarts == restarts
-    assert elapsed < BOUND_S
 
 
 # ------------------------------------------------------------------ slow path (math-verify)
@@ -212,9 +230,8 @@ def test_fast_path_does_not_touch_the_worker() -> None:
     ],
 )
 def test_symbolic_equivalence(pred: str, gold: str, expected: bool) -> None:
-    result, elapsed = timed(is_equivalent, pred, gold, TIMEOUT_S)
+    result = finishes(is_equivalent, pred, gold, TIMEOUT_S)
     assert result is expected
-    assert elapsed < BOUND_S
 
 
 def test_verify_end_to_end() -> None:
@@ -279,10 +296,10 @@ def test_code_payloads_never_execute(tmp_path: Path) -> None:
     marker = tmp_path / "pwned_X"
     for payload in _payloads(marker):
         for text, fmt in _wrapped(payload):
-            verdict, elapsed = timed(verify, text, "987654321", fmt, TIMEOUT_S)
-            assert verdict.correct is False and elapsed < BOUND_S
-            verdict, elapsed = timed(verify, "\\boxed{1}", payload, "auto", TIMEOUT_S)  # as gold
-            assert verdict.correct is False and elapsed < BOUND_S
+            verdict = finishes(verify, text, "987654321", fmt, TIMEOUT_S)
+            assert verdict.correct is False
+            verdict = finishes(verify, "\\boxed{1}", payload, "auto", TIMEOUT_S)  # as gold
+            assert verdict.correct is False
         assert is_equivalent(payload, payload + " ", TIMEOUT_S) is True  # equal text, no execution
         assert is_equivalent(payload, "x", TIMEOUT_S) is False
         normalize_answer(payload)
@@ -314,60 +331,45 @@ def test_code_payloads_never_execute(tmp_path: Path) -> None:
     ids=lambda t: repr(t[:30]) + f"..len={len(t)}",
 )
 def test_adversarial_input_is_false_and_bounded(text: str) -> None:
-    verdict, elapsed = timed(verify, text, "3", "auto", TIMEOUT_S)
+    verdict = finishes(verify, text, "3", "auto", TIMEOUT_S)
     assert verdict.correct is False
-    assert elapsed < BOUND_S
 
 
 @pytest.mark.parametrize("size", [10_000, 1_000_000])
 def test_huge_answers_passed_directly(size: int) -> None:
     for pred in ["(" * size + "1" + ")" * size, "{" * size, "9" * size, "1/" + "7" * size]:
-        result, elapsed = timed(is_equivalent, pred, "1", TIMEOUT_S)
-        assert result is False and elapsed < BOUND_S
-        result, elapsed = timed(is_equivalent, "1", pred, TIMEOUT_S)  # hostile gold too
-        assert result is False and elapsed < BOUND_S
+        result = finishes(is_equivalent, pred, "1", TIMEOUT_S)
+        assert result is False
+        result = finishes(is_equivalent, "1", pred, TIMEOUT_S)  # hostile gold too
+        assert result is False
 
 
 def test_lone_surrogates_and_control_chars() -> None:
     for text in ["\\boxed{\ud800}", "\\boxed{x\x00y}", "#### \udfff", "\\boxed{\u202e1}"]:
-        verdict, elapsed = timed(verify, text, "1", "auto", TIMEOUT_S)
-        assert verdict.correct is False and elapsed < BOUND_S
+        verdict = finishes(verify, text, "1", "auto", TIMEOUT_S)
+        assert verdict.correct is False
 
 
 # ------------------------------------------------------------------ threads and timeouts
 
 
 def test_verify_from_worker_thread() -> None:
-    results: dict[str, object] = {}
-
-    def run() -> None:
-        results["slow"] = timed(verify, "\\boxed{\\frac{\\sqrt{8}}{2}}", "\\sqrt{2}", "auto", TIMEOUT_S)
-        results["tower"] = timed(verify, "\\boxed{9^{9^{9}}}", "3", "auto", TIMEOUT_S)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=4 * BOUND_S)
-    (slow, slow_s), (tower, tower_s) = results["slow"], results["tower"]
-    assert slow.correct is True and slow_s < BOUND_S
-    assert tower.correct is False and tower_s < BOUND_S
+    # finishes() calls from a thread of its own, not the main thread
+    slow = finishes(verify, "\\boxed{\\frac{\\sqrt{8}}{2}}", "\\sqrt{2}", "auto", TIMEOUT_S)
+    tower = finishes(verify, "\\boxed{9^{9^{9}}}", "3", "auto", TIMEOUT_S)
+    assert slow.correct is True
+    assert tower.correct is False
 
 
 def test_worker_timeout_kills_and_recovers_in_thread() -> None:
     """Bypass the screening: math-verify on 9^(9^9) runs far past the timeout, from a thread."""
-    results: list[tuple[bool, float]] = []
     restarts = V._WORKER.restarts
-
-    def run() -> None:
-        results.append(timed(V._WORKER.check, "9^{9^{9}}", "3", 0.5))
-        results.append(timed(is_equivalent, "\\sqrt{9}", "3", TIMEOUT_S))  # fresh worker works
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=4 * BOUND_S)
-    (killed, killed_s), (after, after_s) = results
-    assert killed is False and 0.5 <= killed_s < 5 * 0.5
+    start = time.monotonic()
+    killed = finishes(V._WORKER.check, "9^{9^{9}}", "3", 0.5, bound=5 * 0.5)
+    assert killed is False and time.monotonic() - start >= 0.5  # the timeout's contract: it waited its budget
     assert V._WORKER.restarts == restarts + 1
-    assert after is True and after_s < BOUND_S
+    after = finishes(is_equivalent, "\\sqrt{9}", "3", TIMEOUT_S)  # fresh worker works
+    assert after is True
 
 
 def test_concurrent_callers_share_the_worker() -> None:
@@ -403,9 +405,8 @@ _PROPERTY = settings(
 @_PROPERTY
 @given(text=_TEXT, gold=st.sampled_from(["3", "\\frac{1}{2}", "x^2+1", "[1,3)"]))
 def test_random_text_never_raises_and_is_bounded(text: str, gold: str) -> None:
-    verdict, elapsed = timed(verify, text, gold, "auto", TIMEOUT_S)
+    verdict = finishes(verify, text, gold, "auto", TIMEOUT_S)
     assert isinstance(verdict, Verdict) and isinstance(verdict.correct, bool)
-    assert elapsed < BOUND_S
     if verdict.answer is None:
         assert verdict.normalized is None and verdict.correct is False
 
@@ -413,8 +414,8 @@ def test_random_text_never_raises_and_is_bounded(text: str, gold: str) -> None:
 @_PROPERTY
 @given(a=_TEXT, b=_TEXT)
 def test_random_pairs_never_raise(a: str, b: str) -> None:
-    result, elapsed = timed(is_equivalent, a, b, TIMEOUT_S)
-    assert isinstance(result, bool) and elapsed < BOUND_S
+    result = finishes(is_equivalent, a, b, TIMEOUT_S)
+    assert isinstance(result, bool)
     for fmt in ("synthetic", "boxed", "gsm8k"):
         answer = extract_answer(a, fmt)  # type: ignore[arg-type]
         assert answer is None or isinstance(answer, str)
