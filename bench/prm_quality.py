@@ -65,6 +65,20 @@ def _fmt(m: dict[str, float]) -> str:
     return " ".join(f"{k.split('/')[-1]}={v:.3f}" for k, v in m.items())
 
 
+def _auc_by_solution_kind(sols: list, scores: torch.Tensor, mask: torch.Tensor) -> None:
+    """Step AUC vs exact labels over worked solutions (equations before the answer)
+    and over direct answers (the answer line alone), each on its own."""
+    kinds: dict[str, tuple[list[float], list[bool]]] = {"worked": ([], []), "direct": ([], [])}
+    for i, sol in enumerate(sols):
+        s, y = kinds["direct" if len(sol.steps) == 1 else "worked"]
+        s += scores[i][mask[i]].tolist()
+        y += [bool(e) for e in sol.exact]
+    for kind, (s, y) in kinds.items():
+        if len(set(y)) == 2:
+            print(f"  {kind} solutions: {len(y)} steps, {sum(y) / len(y):.2f} exact-positive, "
+                  f"step AUC vs exact {roc_auc(s, y):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-problems", type=int, default=64)
@@ -127,6 +141,8 @@ def main() -> None:
               f"auc_vs_labels={m[f'{prefix}/eval_auc']:.3f} tok/s={m[f'{prefix}/train_tokens_per_s']:.0f}")
     correct = [s.correct for s in sols]
     print(f"solution ranking (min step score) AUC for correctness: {roc_auc(ranking, correct):.3f}")
+    if args.kind == "process":
+        _auc_by_solution_kind(sols, scores, b.gather_mask)
     final = history[max(history)]
     print(f"trained in {seconds:.1f}s; final held-out step AUC vs exact labels: "
           f"{final.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} (target >= 0.85)")

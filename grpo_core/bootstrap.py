@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -152,8 +153,16 @@ def _locked(lock_path: Path) -> Iterator[None]:
 # ----------------------------------------------------------------------------- data
 
 
+def sft_solutions(problems: list[Problem], direct_fraction: float, seed: int) -> list[str]:
+    """The SFT target of each problem: its worked gold solution, or for a seeded
+    `direct_fraction` of them only its last line ("The answer is N")."""
+    rng = random.Random(seed)
+    direct = set(rng.sample(range(len(problems)), round(direct_fraction * len(problems))))
+    return [p.solution.splitlines()[-1] if i in direct else p.solution for i, p in enumerate(problems)]
+
+
 def encode_examples(
-    tok: PreTrainedTokenizerFast, problems: list[Problem], template: str
+    tok: PreTrainedTokenizerFast, problems: list[Problem], solutions: list[str], template: str
 ) -> list[tuple[list[int], int]]:
     """(prompt ids + solution ids + EOS, prompt length) per problem.
 
@@ -161,7 +170,7 @@ def encode_examples(
     the prompt alone, then generated tokens after it.
     """
     prompts = tok([format_prompt(p, template) for p in problems], add_special_tokens=False)["input_ids"]
-    solutions = tok([p.solution for p in problems], add_special_tokens=False)["input_ids"]
+    solutions = tok(solutions, add_special_tokens=False)["input_ids"]
     return [(pr + so + [tok.eos_token_id], len(pr)) for pr, so in zip(prompts, solutions)]
 
 
@@ -294,10 +303,11 @@ def _build_into(path: Path, model_cfg: ModelConfig, task_cfg: TaskConfig, *, pro
     t0 = time.perf_counter()
     train, _ = generate_splits(task_cfg.synthetic, task_cfg.seed)
     template = task_cfg.prompt_template
+    targets = sft_solutions(train, model_cfg.sft_direct_fraction, model_cfg.seed)
     tok = build_tokenizer(
-        (text for p in train for text in (format_prompt(p, template), p.solution)), model_cfg.vocab_size
+        (text for p, t in zip(train, targets) for text in (format_prompt(p, template), t)), model_cfg.vocab_size
     )
-    examples = encode_examples(tok, train, template)
+    examples = encode_examples(tok, train, targets, template)
     longest = max(len(ids) for ids, _ in examples)
     if longest > model_cfg.max_positions:
         raise ValueError(

@@ -94,6 +94,10 @@ class ModelConfig(_Section):
     sft_steps: int = Field(300, ge=0, description="SFT optimizer steps on gold solutions")
     sft_batch_size: int = Field(64, ge=1, description="SFT sequences per optimizer step")
     sft_lr: float = Field(2e-3, gt=0, description="SFT peak learning rate (cosine decay)")
+    sft_direct_fraction: float = Field(
+        0.0, ge=0, le=1.0,
+        description="share of SFT demonstrations that state the answer without the worked equations",
+    )
     seed: int = Field(0, ge=0, description="seed of tokenizer/model init and SFT")
 
     @model_validator(mode="after")

@@ -103,32 +103,53 @@ def generate_splits(cfg: SyntheticTaskConfig, seed: int) -> tuple[list[Problem],
     return train, test
 
 
+def _reachable(value: int, remaining: tuple[tuple[str, int], ...], gold: int) -> bool:
+    """Whether applying `remaining` in some order to `value` gives `gold`."""
+    if not remaining:
+        return value == gold
+    return any(
+        _reachable(_OPS[op](value, n), remaining[:i] + remaining[i + 1 :], gold)
+        for i, (op, n) in enumerate(remaining)
+    )
+
+
 def exact_step_labels(problem: Problem, steps: list[str]) -> list[bool]:
     """Exact process labels of a completion's steps (Math-Shepherd semantics).
 
-    Label j is True iff steps 0..j are all correct, i.e. the gold answer is
-    still reachable from the prefix ending at step j. An equation step is
-    correct iff it is "prev op n = result" with the gold previous value, the
-    problem's j-th operator and operand, and the right result; the answer step
-    is correct iff it follows all equations and states the gold answer.
+    Label j is True iff steps 0..j are all correct and the gold answer is still
+    reachable from the prefix ending at step j, i.e. what Math-Shepherd's
+    estimate would give with a perfect completer. An equation step is correct
+    iff it reads "prev op n = result" with prev the previous step's result (the
+    start for the first), (op, n) one of the problem's operations not used yet,
+    a true result, and some order of the unused operations still leading to
+    the gold answer; so operations that commute may come in any order
+    ("2 * 2 = 4", "4 * 3 = 12" for "3 times as many, then 2 times as many"),
+    while a false equation is wrong even when its result happens to be right.
+    The answer step is correct iff it states the gold answer: after all the
+    operations, or before (a direct answer, or one that skips the rest of the
+    working, still reaches the answer). Anything after the answer is wrong.
     """
     if problem.start is None:
         raise ValueError(f"{problem.problem_id}: exact step labels need a synthetic problem")
+    gold = int(problem.answer)
     labels: list[bool] = []
-    ok = True
-    value = problem.start
-    for j, text in enumerate(steps):
-        if ok:
-            if j < len(problem.ops):
-                op, n = problem.ops[j]
-                m = _STEP_RE.match(text)
-                new = _OPS[op](value, n)
-                ok = bool(m) and (int(m[1]), m[2], int(m[3]), int(m[4])) == (value, op, n, new)
-                value = new
-            elif j == len(problem.ops):
-                m = _ANSWER_RE.match(text)
-                ok = bool(m) and int(m[1]) == value
-            else:
-                ok = False
+    ok, done = True, False
+    value, remaining = problem.start, tuple(problem.ops)
+    for text in steps:
+        if ok and done:
+            ok = False
+        elif ok and (answer := _ANSWER_RE.match(text)):
+            ok, done = int(answer[1]) == gold, True
+        elif ok and remaining:
+            m = _STEP_RE.match(text)
+            ok = False
+            if m and int(m[1]) == value and (m[2], int(m[3])) in remaining:
+                op, n = m[2], int(m[3])
+                i = remaining.index((op, n))
+                new, rest = _OPS[op](value, n), remaining[:i] + remaining[i + 1 :]
+                ok = int(m[4]) == new and _reachable(new, rest, gold)
+                value, remaining = new, rest
+        else:
+            ok = False
         labels.append(ok)
     return labels
