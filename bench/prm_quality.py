@@ -124,8 +124,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        _, history = train_reward_model(cfg, policy, train_rows, [], Path(tmp) / "rm", kind=args.kind,
-                                        eval_labels=eval_rows)
+        _, history = train_reward_model(cfg, cfg.prm.init_path or policy, train_rows, [], Path(tmp) / "rm",
+                                        kind=args.kind, eval_labels=eval_rows)
         rm, tok = RewardModel.load(Path(tmp) / "rm"), load_tokenizer(Path(tmp) / "rm")
         sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)
         b = collate([encode_solution(s, tok, cfg.prm.step_tag, args.kind) for s in sols], tok.pad_token_id)

@@ -89,10 +89,15 @@ def train_reward_model(cfg: ExperimentConfig, init: str, run_id: str, iteration:
     return str(path)
 
 
+def reward_model_init(cfg: ExperimentConfig, policy: str) -> str:
+    """The dir a new reward model starts from: prm.init_path if set, else the policy."""
+    return str(cfg.prm.init_path or policy)
+
+
 def run_iteration(cfg: ExperimentConfig, policy: str, reward_model: str | None, run_id: str, iteration: int,
                   trial_id: str | None = None, *, direct: bool = False) -> tuple[str, str | None, dict[str, float]]:
     """One iteration of Algorithm 1 after reference <- policy: with process supervision, label fresh
-    policy samples and continue the PRM (from the policy the first time); M GRPO steps; evaluate.
+    policy samples and continue the PRM (from prm.init_path or the policy the first time); M GRPO steps; evaluate.
     Returns (policy, reward model, evaluation). The stages run as tasks of the current flow, or with
     direct=True as plain calls (a sweep trial's process, which has no flow run)."""
     def stage(t: Task) -> Callable[..., Any]:
@@ -100,7 +105,7 @@ def run_iteration(cfg: ExperimentConfig, policy: str, reward_model: str | None, 
 
     if cfg.grpo.supervision == "process":
         stage(label_steps)(cfg, policy, run_id, iteration)
-        reward_model = stage(train_reward_model)(cfg, reward_model or policy, run_id, iteration)
+        reward_model = stage(train_reward_model)(cfg, reward_model or reward_model_init(cfg, policy), run_id, iteration)
     policy = stage(grpo)(cfg, policy, run_id, iteration, reward_model, trial_id)
     evaluation = stage(evaluate)(cfg, policy, run_id, iteration, cfg.grpo.steps, trial_id)
     return policy, reward_model, evaluation

@@ -91,11 +91,11 @@ class ModelConfig(_Section):
     num_layers: int = Field(4, ge=1, le=64, description="decoder layers of the embedded Qwen2")
     num_heads: int = Field(4, ge=1, le=64, description="attention heads of the embedded Qwen2")
     max_positions: int = Field(256, ge=32, le=32768, description="context length of the embedded Qwen2")
-    sft_steps: int = Field(300, ge=0, description="SFT optimizer steps on gold solutions")
+    sft_steps: int = Field(600, ge=0, description="SFT optimizer steps on gold solutions")
     sft_batch_size: int = Field(64, ge=1, description="SFT sequences per optimizer step")
     sft_lr: float = Field(2e-3, gt=0, description="SFT peak learning rate (cosine decay)")
     sft_direct_fraction: float = Field(
-        0.0, ge=0, le=1.0,
+        0.55, ge=0, le=1.0,
         description="share of SFT demonstrations that state the answer without the worked equations",
     )
     seed: int = Field(0, ge=0, description="seed of tokenizer/model init and SFT")
@@ -244,6 +244,10 @@ class PRMConfig(_Section):
     1e-3 is unstable (bench/prm_quality.py).
     """
 
+    init_path: Path | None = Field(
+        None,
+        description="local HF model dir (causal LM + tokenizer) the first reward model starts from; None = the policy",
+    )
     label: Literal["hard", "soft"] = Field("hard", description="Math-Shepherd label type to train on")
     n_completions: int = Field(
         8, ge=1, le=256, description="N: completions per step prefix when labelling (8: see bench/prm_quality.py)"

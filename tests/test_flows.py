@@ -265,6 +265,26 @@ def test_prm_train_flow_labels_policy_samples_and_trains_a_prm(prefect_api, tmp_
     assert status == [{"status": "finished"}]
 
 
+def test_prm_train_flow_starts_the_reward_model_from_prm_init_path(prefect_api, tmp_path, tiny_cfg):
+    """Any local model dir with its own tokenizer can be the first reward model's backbone."""
+    import json
+
+    from flows.prm import prm_train
+    from grpo_core.bootstrap import build_policy
+
+    other = tiny_config(tmp_path / "models", "model.hidden_size=48", "model.num_heads=4", "model.vocab_size=320",
+                        "model.sft_steps=10")
+    with one_thread():
+        backbone = build_policy(other.model, other.task, progress=False)
+        cfg = _cfg(tmp_path, tiny_cfg, "run_name=rm-init", f"prm.init_path={backbone}", "iterative.label_problems=4",
+                   "prm.samples_per_problem=2", "prm.n_completions=2", "prm.epochs=1")
+        result = prm_train(cfg)
+    rm_dir = Path(result["reward_model"])
+    assert json.loads((rm_dir / "config.json").read_text())["hidden_size"] == 48  # the policy's is 32
+    vocab = [json.loads((d / "tokenizer.json").read_text())["model"]["vocab"] for d in (rm_dir, backbone)]
+    assert vocab[0] == vocab[1] and len(vocab[0]) == 320  # its own tokenizer (the policy's has 300 tokens)
+
+
 def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_path):
     """analysis/report on a hand-made store (no model needed): files in out_dir, artifact on the flow run."""
     from prefect.client.orchestration import get_client
