@@ -239,9 +239,9 @@ class PRMConfig(_Section):
     """Process reward model: Math-Shepherd labels, training with replay.
 
     Departure from Sec. 4.2: lr 3e-4 (paper 2e-5). The paper's rate is for a 7B
-    model; on the embedded ~1M-parameter backbone, 5 epochs over 1024 labelled
-    solutions reach a held-out step AUC of 0.75 at 2e-5 and 0.80 at 3e-4, where
-    1e-3 is unstable (bench/prm_quality.py).
+    model; on the embedded ~1M-parameter backbone (measured on the earlier default
+    policy), 5 epochs over 1024 labelled solutions reach a held-out step AUC of 0.75
+    at 2e-5 and 0.80 at 3e-4, where 1e-3 is unstable (bench/prm_quality.py).
     """
 
     init_path: Path | None = Field(
