@@ -22,6 +22,8 @@ solutions of the 200 test problems (894 steps), exact labels as in grpo_core.dat
     prm.init_path = worked-only 600-step model       0.802 (0.802 / 0.727)
       (model.sft_direct_fraction=0: 91% greedy), 4 epochs
     same, 8 epochs                                   0.803; at lr 1e-3: 0.753
+    prm.init_path = worked-only 256-wide model       0.782 (0.781 / 0.692)
+      (4.5M parameters, 87% greedy), 4 epochs
     --oracle (trained on the exact labels): policy   0.812 (0.810 / 0.731)
     --oracle, worked-only backbone                   0.789 (0.793 / 0.690)
 The 0.85 target is not reached, and not for want of better labels: exact labels
