@@ -59,7 +59,7 @@ from grpo_core.data.synthetic import generate_splits  # noqa: E402
 from prm.batch import collate, encode_solution  # noqa: E402
 from prm.data import load_label_file, save_label_file, solutions_from_rows  # noqa: E402
 from prm.label import label_agreement  # noqa: E402
-from prm.pipeline import label_policy_samples, train_reward_model  # noqa: E402
+from prm.pipeline import first_init_dir, label_policy_samples, train_reward_model  # noqa: E402
 from prm.model import RewardModel, load_tokenizer  # noqa: E402
 from prm.score import solution_scores  # noqa: E402
 from prm.train import roc_auc  # noqa: E402
@@ -128,7 +128,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        _, history = train_reward_model(cfg, cfg.prm.init_path or policy, train_rows, [], Path(tmp) / "rm",
+        _, history = train_reward_model(cfg, first_init_dir(cfg, policy), train_rows, [], Path(tmp) / "rm",
                                         kind=args.kind, eval_labels=eval_rows)
         rm, tok = RewardModel.load(Path(tmp) / "rm"), load_tokenizer(Path(tmp) / "rm")
         sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)

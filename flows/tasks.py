@@ -89,11 +89,6 @@ def train_reward_model(cfg: ExperimentConfig, init: str, run_id: str, iteration:
     return str(path)
 
 
-def reward_model_init(cfg: ExperimentConfig, policy: str) -> str:
-    """The dir a new reward model starts from: prm.init_path if set, else the policy."""
-    return str(cfg.prm.init_path or policy)
-
-
 def run_iteration(cfg: ExperimentConfig, policy: str, reward_model: str | None, run_id: str, iteration: int,
                   trial_id: str | None = None, *, direct: bool = False) -> tuple[str, str | None, dict[str, float]]:
     """One iteration of Algorithm 1 after reference <- policy: with process supervision, label fresh
@@ -104,8 +99,11 @@ def run_iteration(cfg: ExperimentConfig, policy: str, reward_model: str | None, 
         return t.fn if direct else t
 
     if cfg.grpo.supervision == "process":
+        from prm.pipeline import first_init_dir
+
         stage(label_steps)(cfg, policy, run_id, iteration)
-        reward_model = stage(train_reward_model)(cfg, reward_model or reward_model_init(cfg, policy), run_id, iteration)
+        init = reward_model or str(first_init_dir(cfg, policy))
+        reward_model = stage(train_reward_model)(cfg, init, run_id, iteration)
     policy = stage(grpo)(cfg, policy, run_id, iteration, reward_model, trial_id)
     evaluation = stage(evaluate)(cfg, policy, run_id, iteration, cfg.grpo.steps, trial_id)
     return policy, reward_model, evaluation

@@ -174,16 +174,16 @@ def sft_solutions(problems: list[Problem], direct_fraction: float, seed: int) ->
 
 
 def encode_examples(
-    tok: PreTrainedTokenizerFast, problems: list[Problem], solutions: list[str], template: str
+    tok: PreTrainedTokenizerFast, problems: list[Problem], targets: list[str], template: str
 ) -> list[tuple[list[int], int]]:
-    """(prompt ids + solution ids + EOS, prompt length) per problem.
+    """(prompt ids + target ids + EOS, prompt length) per problem and its SFT target.
 
-    Prompt and solution are encoded separately, exactly as a rollout sees them:
+    Prompt and target are encoded separately, exactly as a rollout sees them:
     the prompt alone, then generated tokens after it.
     """
     prompts = tok([format_prompt(p, template) for p in problems], add_special_tokens=False)["input_ids"]
-    solutions = tok(solutions, add_special_tokens=False)["input_ids"]
-    return [(pr + so + [tok.eos_token_id], len(pr)) for pr, so in zip(prompts, solutions)]
+    target_ids = tok(targets, add_special_tokens=False)["input_ids"]
+    return [(pr + ta + [tok.eos_token_id], len(pr)) for pr, ta in zip(prompts, target_ids)]
 
 
 def _collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:

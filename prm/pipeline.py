@@ -109,6 +109,11 @@ def split_holdout(solutions: Sequence[LabelledSolution], fraction: float, seed: 
     return [s for s in solutions if s.problem_id not in held], [s for s in solutions if s.problem_id in held]
 
 
+def first_init_dir(cfg: ExperimentConfig, policy: Path | str) -> Path:
+    """The dir a run's first reward model starts from: prm.init_path if set, else the policy."""
+    return Path(cfg.prm.init_path or policy)
+
+
 def init_reward_model(init_dir: Path, kind: Kind, version: str) -> tuple[RewardModel, Any]:
     """Continue a saved RM (a dir with reward_model.json) or start one on a model dir's backbone."""
     init_dir = Path(init_dir)

@@ -136,11 +136,11 @@ def exact_step_labels(problem: Problem, steps: list[str]) -> list[bool]:
     ok, done = True, False
     value, remaining = problem.start, tuple(problem.ops)
     for text in steps:
-        if ok and done:
+        if not ok or done:
             ok = False
-        elif ok and (answer := _ANSWER_RE.match(text)):
+        elif answer := _ANSWER_RE.match(text):
             ok, done = int(answer[1]) == gold, True
-        elif ok and remaining:
+        elif remaining:
             m = _STEP_RE.match(text)
             ok = False
             if m and int(m[1]) == value and (m[2], int(m[3])) in remaining:
