@@ -257,6 +257,10 @@ class PRMConfig(_Section):
         3e-4, gt=0, le=1.0,
         description="reward model learning rate (paper: 2e-5, for 7B; the ~1M-param embedded RM needs ~3e-4)",
     )
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="reward model learning-rate schedule after warmup (decays to 0 at the last step)"
+    )
+    warmup_steps: int = Field(0, ge=0, description="reward model linear warmup optimizer steps")
     epochs: int = Field(4, ge=1, description="passes over the labelled data per training")
     batch_size: int = Field(8, ge=1, description="labelled solutions per optimizer step")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

@@ -51,6 +51,7 @@ from grpo_core.records import RunKey, rollout_rows
 from grpo_core.rewards import compute_rewards, verdicts_for
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import RolloutBatch, SamplingParams
+from grpo_core.schedule import lr_multiplier
 from grpo_core.store import Store
 
 log = logging.getLogger("grpo")
@@ -67,22 +68,6 @@ class TrainResult:
     steps_done: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def lr_lambda(cfg: GRPOConfig, total_updates: int) -> Callable[[int], float]:
-    """Multiplier of the peak lr after `u` optimizer updates: warmup, then the schedule."""
-
-    def f(u: int) -> float:
-        if u < cfg.warmup_steps:
-            return (u + 1) / cfg.warmup_steps
-        frac = (u - cfg.warmup_steps) / max(1, total_updates - cfg.warmup_steps)
-        if cfg.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-        if cfg.lr_schedule == "linear":
-            return max(0.0, 1 - frac)
-        return 1.0
-
-    return f
 
 
 def derive_seed(seed: int, iteration: int, index: int) -> int:
@@ -145,7 +130,7 @@ def train_grpo(
 
     n_seq = g.questions_per_step * g.group_size
     updates_per_step = g.mu * math.ceil(n_seq / g.minibatch_size)
-    backend = make_backend(g, model, lr_lambda(g, g.steps * updates_per_step))
+    backend = make_backend(g, model, lr_multiplier(g.lr_schedule, g.warmup_steps, g.steps * updates_per_step))
     start = backend.restore(ckpt) if ckpt else 0
     if start:
         log.info("resuming %s from checkpoint step %d", run_id, start)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from grpo_core.config import PRMConfig
+from grpo_core.schedule import lr_multiplier
 from prm.batch import Encoded, RMBatch, collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import RewardModel
@@ -156,6 +157,10 @@ def train(
     eval_items = encode_all(eval_solutions, tokenizer, delimiter, kind, "hard")
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_batches = math.ceil(len(train_items) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_multiplier(cfg.lr_schedule, cfg.warmup_steps, cfg.epochs * n_batches)
+    )
     rng = random.Random(cfg.seed)
     history: dict[int, dict[str, float]] = {}
     n_positions = sum(len(e.ends) for e in train_items)
@@ -173,6 +178,7 @@ def train(
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            scheduler.step()
             loss_sum += float(loss.detach()) * int(b.gather_mask.sum())
             tokens += b.n_tokens
         seconds = time.perf_counter() - t0

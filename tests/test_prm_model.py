@@ -140,3 +140,19 @@ def test_orm_learns_solution_correctness_one_score_each(tiny_policy_dir):
     history = train(orm, tok, data, data, PRMConfig(lr=3e-3, epochs=40, batch_size=4), delimiter="\n")
     last = history[40]
     assert last["orm/eval_steps"] == 4 and last["orm/eval_acc"] == 1.0 and last["orm/train_loss"] < 0.1
+
+
+def test_prm_training_follows_the_lr_schedule(tiny_policy_dir):
+    """A warmup longer than the run keeps every update near lr/warmup_steps: the weights barely move."""
+    tok = load_tokenizer(tiny_policy_dir)
+    data = [sol("Q: a\nA:\n", ["2 + 3 = 5", "The answer is 5"], [True, True]),
+            sol("Q: a\nA:\n", ["2 + 3 = 6", "The answer is 6"], [False, False])]
+
+    def moved(**schedule: object) -> float:
+        torch.manual_seed(0)
+        rm = RewardModel.from_pretrained(tiny_policy_dir)
+        start = torch.cat([p.detach().flatten().clone() for p in rm.parameters()])
+        train(rm, tok, data, [], PRMConfig(lr=1e-3, epochs=3, batch_size=1, **schedule), delimiter="\n")
+        return float((torch.cat([p.detach().flatten() for p in rm.parameters()]) - start).abs().max())
+
+    assert moved(warmup_steps=100_000) < 1e-3 * moved()
