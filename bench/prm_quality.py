@@ -13,23 +13,40 @@
    ranking check: AUC of each held-out solution's minimum step score for its correctness.
 
 Measured on the default policy (tiny-qwen2 128x4, 600 SFT steps, 55% direct-answer
-targets; 43% sampled accuracy), 1024 train problems x 2 solutions, N=8, held-out: 400
-solutions of the 200 test problems (894 steps), exact labels as in grpo_core.data.synthetic:
-    label agreement with exact 0.90 (precision 0.88, recall 0.94); labelling 33.7 steps/s (1 thread,
-    another job on the second core)
-    RM backbone                                      step AUC vs exact (worked / direct)
-    the policy (default), 4 epochs                   0.778 (0.768 / 0.714)
-    prm.init_path = worked-only 600-step model       0.802 (0.802 / 0.727)
-      (model.sft_direct_fraction=0: 91% greedy), 4 epochs
-    same, 8 epochs                                   0.803; at lr 1e-3: 0.753
-    prm.init_path = worked-only 256-wide model       0.782 (0.781 / 0.692)
-      (4.5M parameters, 87% greedy), 4 epochs
-    --oracle (trained on the exact labels): policy   0.812 (0.810 / 0.731)
-    --oracle, worked-only backbone                   0.789 (0.793 / 0.690)
-The 0.85 target is not reached, and not for want of better labels: exact labels
-give about the same as Math-Shepherd's on this policy's solutions. The previous default policy (worked solutions only, 300
-SFT steps, 42.5% greedy) gave 0.81 at 2048 solutions, 0.89 trained on the exact labels
-(--oracle). Soft labels did worse (0.68-0.74 there).
+targets; 43% sampled accuracy), N=8, held-out: 400 solutions of the 200 test problems
+(894 steps), exact labels as in grpo_core.data.synthetic:
+    labels of 1024 train problems x 2: agreement with exact 0.90 (precision 0.88, recall 0.94);
+      33.7 steps/s (1 thread, another job on the second core)
+    labels of 4096 train problems x 2 (17,496 steps): agreement 0.906 (precision 0.886,
+      recall 0.941); 47.0 steps/s incl. sampling (2 threads)
+    RM backbone, labelled solutions, training             step AUC vs exact (worked / direct)
+    the policy, 1024 x 2, constant lr, 4 epochs           0.778 (0.768 / 0.714)
+    the policy, 4096 x 2, constant lr, 4 epochs           0.795 (0.799 / 0.678)
+    the policy, 4096 x 2, cosine (default), warmup 100    0.806
+    the policy, 4096 x 2, batch 32, lr 6e-4, 12 epochs    0.784-0.805 over the epochs, 0.789 last
+    prm.init_path = worked-only 600-step model            0.802 (0.802 / 0.727)
+      (model.sft_direct_fraction=0: 91% greedy), 1024 x 2, constant, 4 epochs
+    same, 8 epochs                                        0.803; at lr 1e-3: 0.753
+    prm.init_path = worked-only 256-wide model            0.782 (0.781 / 0.692)
+      (4.5M parameters, 87% greedy), 1024 x 2, constant
+    prm.init_path = worked-only 8-layer model             0.813
+      (model.num_layers=8, 89.5% greedy), 4096 x 2, cosine, warmup 100
+    --oracle (trained on the exact labels): policy        0.812 (0.810 / 0.731) at 1024 x 2;
+                                                          0.801-0.833 over 12 epochs, 0.818 last,
+                                                          at 4096 x 2, batch 32, lr 6e-4
+    --oracle, worked-only backbone, 1024 x 2              0.789 (0.793 / 0.690)
+On the previous default policy (model.sft_direct_fraction=0 model.sft_steps=300: worked
+solutions only, 42% sampled accuracy; held-out 1,407 steps), 4096 x 2 (27,951 steps):
+    agreement 0.860 (precision 0.854, recall 0.872); 38.8 steps/s incl. sampling
+    constant lr 0.796 (0.817 at epoch 3); cosine, warmup 100: 0.822; soft labels 0.730;
+    --oracle 0.881 (0.891 at epoch 2)
+The 0.85 target is not reached. On the default policy the exact labels do no better than
+Math-Shepherd's, so the limit is what a 4-layer backbone learns to check (multi-digit
+arithmetic inside one forward pass, and for direct answers the whole problem: AUC 0.68-0.73
+there). On the worked-only policy the labels are the limit: 531 exact-wrong steps had all
+8 continuations reach the gold answer (a false equation whose result lies on the gold path,
+e.g. "3 * 2 = 9" for "3 times as many": the continuations start from the written value, so
+no N fixes it), while more N would add lucky successes to the 1,650 false positives.
 
 --oracle trains on the exact labels instead: the ceiling set by label quality.
 --labels DIR caches the label files (train.jsonl, eval.jsonl) so training

@@ -98,7 +98,7 @@ def test_prm_overfits_a_tiny_labelled_set_and_round_trips(tiny_policy_dir, tmp_p
     ]
     torch.manual_seed(0)
     rm = RewardModel.from_pretrained(tiny_policy_dir, version="test-v1")
-    cfg = PRMConfig(lr=3e-3, epochs=60, batch_size=4)
+    cfg = PRMConfig(lr=3e-3, epochs=60, batch_size=4, lr_schedule="constant")  # full lr to the end
     history = train(rm, tok, data, data, cfg, delimiter="\n")
     first, last = history[1], history[60]
     assert last["prm/train_loss"] < 0.05 < first["prm/train_loss"]
