@@ -5,7 +5,8 @@
 Process RM: one BCE term per step, target = hard label (0/1) or soft label (the
 fraction of continuations that reached the answer) as set by `prm.label`.
 Outcome RM: one BCE term per solution, target = the solution's correctness.
-The loss is the mean over all labelled positions of the minibatch.
+The loss is the mean over all labelled positions of the minibatch. AdamW's lr
+follows prm.lr_schedule (default cosine to 0 over all epochs, after prm.warmup_steps).
 
 Continued training (Algorithm 1): `mix_replay(new, old, fraction, seed)` keeps
 every new solution and adds round(fraction * len(old)) solutions drawn without
