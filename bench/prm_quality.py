@@ -39,7 +39,7 @@ On the previous default policy (model.sft_direct_fraction=0 model.sft_steps=300:
 solutions only, 42% sampled accuracy; held-out 1,407 steps), 4096 x 2 (27,951 steps):
     agreement 0.860 (precision 0.854, recall 0.872); 38.8 steps/s incl. sampling
     constant lr 0.796 (0.817 at epoch 3); cosine, warmup 100: 0.822; soft labels 0.730;
-    --oracle 0.881 (0.891 at epoch 2)
+    --oracle 0.881 (0.891 at epoch 2); the 8-layer worked-only backbone, cosine: 0.816
 The 0.85 target is not reached. On the default policy the exact labels do no better than
 Math-Shepherd's, so the limit is what a 4-layer backbone learns to check (multi-digit
 arithmetic inside one forward pass, and for direct answers the whole problem: AUC 0.68-0.73
