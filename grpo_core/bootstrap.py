@@ -47,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -65,6 +64,7 @@ from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.data.synthetic import generate_splits
 from grpo_core.policy import BOOTSTRAP_MARKER
+from grpo_core.schedule import lr_multiplier
 
 BOOTSTRAP_VERSION = 1  # bump when a change here should invalidate cached policies
 EOS_TOKEN = "<|endoftext|>"
@@ -221,15 +221,6 @@ def make_model(model_cfg: ModelConfig, tok: PreTrainedTokenizerFast) -> Qwen2For
     return Qwen2ForCausalLM(config)
 
 
-def _lr_factor(step: int, total: int) -> float:
-    """Linear warmup over WARMUP_FRACTION of the steps, then cosine down to MIN_LR_RATIO."""
-    warmup = max(1, int(WARMUP_FRACTION * total))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def train_sft(
     model: Qwen2ForCausalLM,
     examples: list[tuple[list[int], int]],
@@ -246,7 +237,9 @@ def train_sft(
         [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
         lr=model_cfg.sft_lr, betas=ADAM_BETAS,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, model_cfg.sft_steps))
+    total = model_cfg.sft_steps
+    warmup = max(1, int(WARMUP_FRACTION * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier("cosine", warmup, total, floor=MIN_LR_RATIO))
     bs = min(model_cfg.sft_batch_size, len(examples))
     order: list[int] = []
     losses: list[float] = []

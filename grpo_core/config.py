@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from grpo_core.schedule import Schedule
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -179,7 +181,7 @@ class GRPOConfig(_Section):
     questions_per_step: int = Field(16, ge=1, description="B: questions per rollout batch (paper: 16)")
     steps: int = Field(60, ge=0, description="M: GRPO steps (rollout batches) per iteration")
     lr: float = Field(2e-5, gt=0, le=1.0, description="policy learning rate (paper: 1e-6)")
-    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+    lr_schedule: Schedule = Field(
         "constant", description="learning-rate schedule after warmup"
     )
     warmup_steps: int = Field(0, ge=0, description="linear warmup optimizer steps")
@@ -259,7 +261,7 @@ class PRMConfig(_Section):
         3e-4, gt=0, le=1.0,
         description="reward model learning rate (paper: 2e-5, for 7B; the ~1M-param embedded RM needs ~3e-4)",
     )
-    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+    lr_schedule: Schedule = Field(
         "cosine",
         description="reward model learning-rate schedule after warmup (cosine/linear reach 0 at the last step; "
                     "cosine: a final-epoch step AUC 0.01-0.03 above constant, bench/prm_quality.py)",

@@ -27,3 +27,10 @@ def test_decay_after_warmup(schedule, at_7, at_9, end):
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="'constant', 'cosine' or 'linear'"):
         lr_multiplier("step", 0, 10)  # type: ignore[arg-type]
+
+
+def test_decay_stops_at_the_floor():
+    """Bootstrap SFT's schedule: cosine from the peak down to `floor` (warmup is not floored)."""
+    f = lr_multiplier("cosine", warmup_steps=2, total_updates=12, floor=0.1)
+    assert (f(0), f(2), f(7), f(12)) == pytest.approx((0.5, 1.0, 0.55, 0.1))
+    assert lr_multiplier("linear", 2, 12, floor=0.1)(7) == pytest.approx(0.55)
