@@ -81,7 +81,7 @@ def main() -> None:
     print("  agreement with exact labels: " + " ".join(f"{k}={v:.3f}" for k, v in agree.items()))
 
     # training: one epoch
-    rm = RewardModel.from_pretrained(policy_dir)
+    rm = RewardModel.from_pretrained(policy_dir, surprise=p.surprise_features)
     rtok = load_tokenizer(policy_dir)
     sols = solutions_from_rows(rows, p.step_tag)
     one = p.model_copy(update={"epochs": 1})

@@ -79,7 +79,7 @@ from prm.label import label_agreement  # noqa: E402
 from prm.pipeline import first_init_dir, label_policy_samples, train_reward_model  # noqa: E402
 from prm.model import RewardModel, load_tokenizer  # noqa: E402
 from prm.score import solution_scores  # noqa: E402
-from prm.train import roc_auc  # noqa: E402
+from prm.train import batch_logits, roc_auc  # noqa: E402
 
 
 def _fmt(m: dict[str, float]) -> str:
@@ -151,7 +151,7 @@ def main() -> None:
         sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)
         b = collate([encode_solution(s, tok, cfg.prm.step_tag, args.kind) for s in sols], tok.pad_token_id)
         with torch.no_grad():
-            scores = torch.sigmoid(rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask))
+            scores = torch.sigmoid(batch_logits(rm, b))
         ranking = solution_scores(scores, b.gather_mask).tolist()
     seconds = time.perf_counter() - t0
     prefix = "prm" if args.kind == "process" else "orm"

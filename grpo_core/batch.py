@@ -72,7 +72,15 @@ def token_logprobs(model: PreTrainedModel, batch: PackedBatch, temperature: floa
         position_ids=batch.position_ids.to(device),
         use_cache=False,
     )
-    p = batch.prompt_len
-    logits = out.logits[:, p - 1 : -1, :].float() / temperature  # (N, T, V): position t predicts token t+1
-    logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(-1, batch.completion_ids.to(device).unsqueeze(-1)).squeeze(-1)  # (N, T)
+    return completion_logprobs(out.logits, batch.completion_ids.to(device), batch.prompt_len, temperature)
+
+
+def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, prompt_len: int,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs of the completion tokens from a forward pass over prompt + completion.
+
+    logits (N, P+T, V) with P = prompt_len; completion_ids (N, T) -> (N, T):
+    log softmax(logits[P+t-1] / temperature)[o_t], position P+t-1 predicting token t.
+    """
+    shifted = logits[:, prompt_len - 1 : -1, :].float() / temperature  # (N, T, V)
+    return torch.log_softmax(shifted, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)

@@ -43,7 +43,8 @@ class RMBatch:
 
     input_ids, attention_mask, position_ids (N, P+T); gather_index (N, S) long
     columns into P+T; gather_mask (N, S) bool; targets (N, S) float in [0, 1];
-    exact (N, S) float: 1/0 where an exact label exists, NaN elsewhere.
+    exact (N, S) float: 1/0 where an exact label exists, NaN elsewhere;
+    prompt_len P: the column of the first completion token.
     """
 
     input_ids: torch.Tensor
@@ -53,6 +54,7 @@ class RMBatch:
     gather_mask: torch.Tensor
     targets: torch.Tensor
     exact: torch.Tensor
+    prompt_len: int
 
     @property
     def n_tokens(self) -> int:
@@ -97,4 +99,4 @@ def collate(items: Sequence[Encoded], pad_id: int) -> RMBatch:
         targets[i, :k] = torch.tensor(e.targets)
         exact[i, :k] = torch.tensor([float("nan") if x is None else float(x) for x in e.exact])
     return RMBatch(packed.input_ids, packed.attention_mask, packed.position_ids, gather_index, gather_mask,
-                   targets, exact)
+                   targets, exact, packed.prompt_len)

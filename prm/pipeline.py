@@ -114,16 +114,23 @@ def first_init_dir(cfg: ExperimentConfig, policy: Path | str) -> Path:
     return Path(cfg.prm.init_path or policy)
 
 
-def init_reward_model(init_dir: Path, kind: Kind, version: str) -> tuple[RewardModel, Any]:
-    """Continue a saved RM (a dir with reward_model.json) or start one on a model dir's backbone."""
+def init_reward_model(init_dir: Path, kind: Kind, version: str, surprise: bool) -> tuple[RewardModel, Any]:
+    """Continue a saved RM (a dir with reward_model.json) or start one on a model dir's backbone;
+    `surprise` is prm.surprise_features, which a continued RM must match."""
     init_dir = Path(init_dir)
     if (init_dir / RM_INFO).is_file():
         model = RewardModel.load(init_dir)
         if model.kind != kind:
             raise ValueError(f"{init_dir} holds a {model.kind!r} reward model, asked to train a {kind!r} one")
+        if bool(model.features) != surprise:
+            raise ValueError(
+                f"prm.surprise_features={surprise} but the reward model in {init_dir} was trained "
+                f"{'with' if model.features else 'without'} them: set prm.surprise_features={bool(model.features)} "
+                "or start from a model dir"
+            )
         model.version = version
     else:
-        model = RewardModel.from_pretrained(init_dir, kind=kind, version=version)
+        model = RewardModel.from_pretrained(init_dir, kind=kind, version=version, surprise=surprise)
     return model, load_tokenizer(init_dir)
 
 
@@ -155,7 +162,7 @@ def train_reward_model(
         held = solutions_from_rows(eval_labels, p.step_tag)
     mixed = mix_replay(new, old, p.replay_fraction, p.seed)
     out_dir = Path(out_dir)
-    model, tok = init_reward_model(Path(init_dir), kind, version or f"{kind}:{out_dir.name}")
+    model, tok = init_reward_model(Path(init_dir), kind, version or f"{kind}:{out_dir.name}", p.surprise_features)
     log.info("training %s RM on %d solutions (%d new, %d replayed), %d held out", kind, len(mixed), len(new),
              len(mixed) - len(new), len(held))
     metrics = train(model, tok, mixed, held, p, delimiter=p.step_tag)

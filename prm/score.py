@@ -85,7 +85,8 @@ def score_rollouts(
         for i in range(lo, hi):
             gather[i - lo, : len(reads[i])] = packed.prompt_len + torch.tensor(reads[i], dtype=torch.long)
         logits = model(packed.input_ids.to(device), packed.attention_mask.to(device),
-                       packed.position_ids.to(device), gather.to(device), mask[lo:hi].to(device))  # (n, S)
+                       packed.position_ids.to(device), gather.to(device), mask[lo:hi].to(device),
+                       packed.prompt_len)  # (n, S)
         rewards[lo:hi] = torch.sigmoid(logits.float()).cpu()
     model.train(was_training)
     return rewards.masked_fill(~mask, 0.0), mask, step_ends

@@ -89,10 +89,11 @@ def _batches(items: Sequence[Encoded], batch_size: int, pad_id: int, order: Sequ
     return [collate([items[i] for i in order[lo : lo + batch_size]], pad_id) for lo in range(0, len(order), batch_size)]
 
 
-def _logits(model: RewardModel, b: RMBatch) -> torch.Tensor:
+def batch_logits(model: RewardModel, b: RMBatch) -> torch.Tensor:
+    """model's logits (N, S) for a collated batch, on the CPU (in fp32)."""
     device = next(model.parameters()).device
     return model(b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
-                 b.gather_index.to(device), b.gather_mask.to(device)).float().cpu()  # (N, S)
+                 b.gather_index.to(device), b.gather_mask.to(device), b.prompt_len).float().cpu()  # (N, S)
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -110,7 +111,7 @@ def evaluate(model: RewardModel, items: Sequence[Encoded], pad_id: int, batch_si
     model.eval()
     scores, targets, exact, losses, count = [], [], [], 0.0, 0
     for b in _batches(items, batch_size, pad_id, range(len(items))):
-        logits = _logits(model, b)  # (n, S)
+        logits = batch_logits(model, b)  # (n, S)
         m = b.gather_mask
         losses += float(masked_bce(logits, b.targets, m)) * int(m.sum())
         count += int(m.sum())
@@ -157,7 +158,8 @@ def train(
     train_items = encode_all(train_solutions, tokenizer, delimiter, kind, cfg.label)
     eval_items = encode_all(eval_solutions, tokenizer, delimiter, kind, "hard")
     torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not the frozen surprise reference
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_batches = math.ceil(len(train_items) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_multiplier(cfg.lr_schedule, cfg.warmup_steps, cfg.epochs * n_batches)
@@ -172,12 +174,12 @@ def train(
         rng.shuffle(order)
         loss_sum, tokens = 0.0, 0
         for b in _batches(train_items, cfg.batch_size, pad_id, order):
-            logits = _logits(model, b)  # (n, S)
+            logits = batch_logits(model, b)  # (n, S)
             loss = masked_bce(logits, b.targets, b.gather_mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             loss_sum += float(loss.detach()) * int(b.gather_mask.sum())

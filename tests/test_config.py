@@ -17,7 +17,7 @@ def test_defaults_follow_the_paper_where_the_cpu_default_allows():
     assert cfg.grpo.loss_agg == "seq_mean_token_mean"  # 1/|o_i| per sequence (Eq. 3)
     assert cfg.eval.temperature == 0.7  # Sec. 5.2
     assert cfg.prm.replay_fraction == 0.1  # Sec. 4.1.4
-    assert cfg.prm.lr == 3e-4  # departure: paper 2e-5 is for 7B (PRMConfig docstring)
+    assert cfg.prm.lr == 1e-4  # departure: paper 2e-5 is for 7B (PRMConfig docstring)
 
 
 def test_yaml_and_overrides(tmp_path):

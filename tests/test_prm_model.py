@@ -7,14 +7,15 @@ from functools import cache
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from grpo_core.batch import pack, token_logprobs
 from grpo_core.config import PRMConfig
 from grpo_core.steps import step_token_ends
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
-from prm.model import RewardModel, load_tokenizer
-from prm.train import evaluate, train
+from prm.model import MIN_LOGPROB, RewardModel, load_tokenizer, step_surprise
+from prm.train import batch_logits, evaluate, train
 
 
 def sol(prompt: str, steps: list[str], hard: list[bool], exact: list[bool | None] | None = None) -> LabelledSolution:
@@ -79,13 +80,68 @@ def test_outcome_encoding_reads_the_last_text_token(tiny_policy_dir):
     assert e.ends == [len(e.completion_ids) - 1] and e.targets == [0.0]
 
 
-def test_forward_shapes_and_masked_zeros(tiny_policy_dir):
+@pytest.mark.parametrize("surprise", [False, True])
+def test_forward_shapes_and_masked_zeros(tiny_policy_dir, surprise):
     tok = load_tokenizer(tiny_policy_dir)
-    rm = RewardModel.from_pretrained(tiny_policy_dir)
+    rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=surprise)
     b = collate([encode_solution(s, tok, "\n") for s in SOLUTIONS], tok.pad_token_id)
-    logits = rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask)
+    logits = rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask, b.prompt_len)
     assert logits.shape == b.gather_index.shape == (2, 3)
     assert float(logits[1, 2].detach()) == 0.0  # padding step
+    assert rm.head.in_features == rm.backbone.config.hidden_size + 3 * surprise
+
+
+def test_step_surprise_pools_each_step_and_the_prefix():
+    lp = torch.tensor([[-0.1, -2.0, -0.3, -0.2, -0.5, -0.4, -50.0],
+                       [-1.0, -0.2, -0.6, 0.0, 0.0, 0.0, 0.0]])  # (N=2, T=7) completion token log-probs
+    ends = torch.tensor([[2, 3, 5], [1, 2, 0]])  # steps: tokens 0-2, 3, 4-5 | 0-1, 2, padding
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    f = step_surprise(lp, ends, mask)  # (2, 3, 3): step min, prefix min, step mean
+    assert f.shape == (2, 3, 3)
+    torch.testing.assert_close(f[0, :, 0], torch.tensor([-2.0, -0.2, -0.5]))
+    torch.testing.assert_close(f[0, :, 1], torch.tensor([-2.0, -2.0, -2.0]))
+    torch.testing.assert_close(f[0, :, 2], torch.tensor([-0.8, -0.2, -0.45]))
+    torch.testing.assert_close(f[1, :2], torch.tensor([[-1.0, -1.0, -0.6], [-0.6, -1.0, -0.6]]))
+    assert (f[1, 2] == 0).all()  # padding step
+    tail = step_surprise(lp, torch.tensor([[6], [2]]), torch.tensor([[True], [True]]))  # one span: the whole text
+    assert tail[0, 0, 0] == MIN_LOGPROB  # -50 clamped
+    torch.testing.assert_close(tail[1, 0], torch.tensor([-1.0, -1.0, -0.6]))
+
+
+def test_surprise_features_are_the_reference_lms_token_logprobs(tiny_policy_dir):
+    """Before training the surprise weights are (0, 1, 0): logit - (tag part) = the prefix's least likely token
+    under the policy, computed here independently with grpo_core.batch.token_logprobs."""
+    tok = load_tokenizer(tiny_policy_dir)
+    torch.manual_seed(0)
+    rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)
+    plain = RewardModel.from_pretrained(tiny_policy_dir, surprise=False)
+    H = rm.backbone.config.hidden_size
+    with torch.no_grad():
+        plain.head.weight.copy_(rm.head.weight[:, :H])
+        plain.head.bias.copy_(rm.head.bias)
+    items = [encode_solution(s, tok, "\n") for s in SOLUTIONS]
+    b = collate(items, tok.pad_token_id)
+    args = (b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask, b.prompt_len)
+    with torch.no_grad():
+        shift = rm(*args) - plain(*args)  # (N, S)
+        packed = pack([e.prompt_ids for e in items], [e.completion_ids for e in items], tok.pad_token_id)
+        lp = token_logprobs(AutoModelForCausalLM.from_pretrained(tiny_policy_dir), packed)  # (N, T)
+    for i, e in enumerate(items):
+        want, lowest, start = [], 0.0, 0
+        for end in e.ends:
+            lowest = min(lowest, max(MIN_LOGPROB, float(lp[i, start : end + 1].min())))
+            want.append(lowest)
+            start = end + 1
+        torch.testing.assert_close(shift[i, : len(want)], torch.tensor(want), atol=1e-4, rtol=0)
+    assert all(not p.requires_grad for p in rm.reference.parameters())  # frozen: training moves only the rest
+
+
+def test_surprise_needs_a_causal_lm(tiny_policy_dir, tmp_path):
+    base = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).base_model
+    base.save_pretrained(tmp_path / "base")  # architectures: the decoder only, no LM head
+    with pytest.raises(ValueError, match="prm.surprise_features needs a causal LM"):
+        RewardModel.from_pretrained(tmp_path / "base", surprise=True)
+    assert RewardModel.from_pretrained(tmp_path / "base", surprise=False).features == ()
 
 
 def test_prm_overfits_a_tiny_labelled_set_and_round_trips(tiny_policy_dir, tmp_path):
@@ -97,7 +153,7 @@ def test_prm_overfits_a_tiny_labelled_set_and_round_trips(tiny_policy_dir, tmp_p
         sol("Q: b\nA:\n", ["4 - 1 = 3", "3 + 3 = 6", "The answer is 6"], [True, True, True]),
     ]
     torch.manual_seed(0)
-    rm = RewardModel.from_pretrained(tiny_policy_dir, version="test-v1")
+    rm = RewardModel.from_pretrained(tiny_policy_dir, version="test-v1", surprise=True)
     cfg = PRMConfig(lr=3e-3, epochs=60, batch_size=4, lr_schedule="constant")  # full lr to the end
     history = train(rm, tok, data, data, cfg, delimiter="\n")
     first, last = history[1], history[60]
@@ -105,16 +161,17 @@ def test_prm_overfits_a_tiny_labelled_set_and_round_trips(tiny_policy_dir, tmp_p
     assert last["prm/eval_acc"] == 1.0 and last["prm/eval_auc"] == 1.0
 
     b = collate([encode_solution(s, tok, "\n") for s in data], tok.pad_token_id)
-    before = torch.sigmoid(rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask))
+    before = torch.sigmoid(batch_logits(rm, b))
     assert ((before > 0.5) == (b.targets > 0.5))[b.gather_mask].all()
 
     path = rm.save(tmp_path / "rm", tokenizer=tok)
     again = RewardModel.load(path)
-    assert (again.kind, again.version) == ("process", "test-v1")
+    assert (again.kind, again.version, again.features) == ("process", "test-v1", rm.features)
+    assert rm.features and (path / "reference" / "config.json").is_file()
     tok2 = load_tokenizer(path)
     b2 = collate([encode_solution(s, tok2, "\n") for s in data], tok2.pad_token_id)
     assert torch.equal(b2.input_ids, b.input_ids)
-    after = torch.sigmoid(again(b2.input_ids, b2.attention_mask, b2.position_ids, b2.gather_index, b2.gather_mask))
+    after = torch.sigmoid(batch_logits(again, b2))
     assert torch.equal(after, before)
     assert evaluate(again, [encode_solution(s, tok2, "\n") for s in data], tok2.pad_token_id, 4) == pytest.approx(
         {k: v for k, v in last.items() if "/eval_" in k})
@@ -124,7 +181,7 @@ def test_load_rejects_a_plain_model_dir(tiny_policy_dir):
     with pytest.raises(FileNotFoundError, match="not a saved reward model"):
         RewardModel.load(tiny_policy_dir)
     with pytest.raises(ValueError, match="kind must be"):
-        RewardModel.from_pretrained(tiny_policy_dir, kind="bogus")
+        RewardModel.from_pretrained(tiny_policy_dir, kind="bogus", surprise=False)
 
 
 def test_orm_learns_solution_correctness_one_score_each(tiny_policy_dir):
@@ -136,7 +193,7 @@ def test_orm_learns_solution_correctness_one_score_each(tiny_policy_dir):
         sol("Q: b\nA:\n", ["4 * 2 = 6", "The answer is 6"], [False, False]),
     ]
     torch.manual_seed(0)
-    orm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome")
+    orm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome", surprise=False)
     history = train(orm, tok, data, data, PRMConfig(lr=3e-3, epochs=40, batch_size=4), delimiter="\n")
     last = history[40]
     assert last["orm/eval_steps"] == 4 and last["orm/eval_acc"] == 1.0 and last["orm/train_loss"] < 0.1
@@ -150,7 +207,7 @@ def test_prm_training_follows_the_lr_schedule(tiny_policy_dir):
 
     def moved(**schedule: object) -> float:
         torch.manual_seed(0)
-        rm = RewardModel.from_pretrained(tiny_policy_dir)
+        rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)
         start = torch.cat([p.detach().flatten().clone() for p in rm.parameters()])
         train(rm, tok, data, [], PRMConfig(lr=1e-3, epochs=3, batch_size=1, **schedule), delimiter="\n")
         return float((torch.cat([p.detach().flatten() for p in rm.parameters()]) - start).abs().max())

@@ -51,3 +51,8 @@ def test_label_train_continue(cfg, tiny_policy_dir, tmp_path):
 
     with pytest.raises(ValueError, match="holds a .process. reward model, asked to train a .outcome. one"):
         train_reward_model(cfg, rm0, rows1, [], tmp_path / "orm", kind="outcome")
+    assert RewardModel.load(rm1).features == RewardModel.load(rm0).features != ()  # continued with its reference
+    plain = cfg.model_copy(deep=True)
+    plain.prm.surprise_features = False
+    with pytest.raises(ValueError, match="prm.surprise_features=False but the reward model in .* was trained with"):
+        train_reward_model(plain, rm0, rows1, [], tmp_path / "rm2")

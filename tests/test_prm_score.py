@@ -12,6 +12,7 @@ from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import RewardModel, load_tokenizer
 from prm.score import make_step_scorer, read_positions, solution_scores
+from prm.train import batch_logits
 
 PROMPTS = ["Question: Ann has 3 apples.\nAnswer:\n", "Q: b\nA:\n", "Q: c\nA:\n", "Q: d\nA:\n"]
 TEXTS = ["3 + 4 = 7\n7 * 2 = 14\nThe answer is 14", "How many?\nThe answer is 2\n", "5 - 1 = 4\n4 + 4", ""]
@@ -31,7 +32,7 @@ PROBLEMS = [Problem(f"p{i}", "q", "1", "The answer is 1", "synthetic") for i in 
 def test_step_scorer_shapes_and_ends_agree_with_step_token_ends(tiny_policy_dir):
     tok = load_tokenizer(tiny_policy_dir)
     torch.manual_seed(0)
-    rm = RewardModel.from_pretrained(tiny_policy_dir)
+    rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)
     batch = batch_of(tok)
     rewards, mask, ends = make_step_scorer(rm, tok, "\n", batch_size=3)(batch, PROBLEMS)
     T = max(len(c) for c in batch.completion_ids)
@@ -59,13 +60,13 @@ def test_step_scorer_shapes_and_ends_agree_with_step_token_ends(tiny_policy_dir)
     b = collate([encode_solution(s, tok, "\n") for s in sols] + [encode_solution(sols[0], tok, "\n")], tok.pad_token_id)
     b.input_ids[3], b.attention_mask[3] = b.input_ids[0], b.attention_mask[0]  # keep P the same as the scorer's batch
     with torch.no_grad():
-        train_scores = torch.sigmoid(rm(b.input_ids, b.attention_mask, b.position_ids, b.gather_index, b.gather_mask))
+        train_scores = torch.sigmoid(batch_logits(rm, b))
     assert torch.allclose(train_scores[:3][b.gather_mask[:3]], rewards[:3][mask[:3]], atol=1e-5)
 
 
 def test_outcome_scorer_gives_one_score_per_output(tiny_policy_dir):
     tok = load_tokenizer(tiny_policy_dir)
-    rm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome")
+    rm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome", surprise=True)
     batch = batch_of(tok)
     rewards, mask, ends = make_step_scorer(rm, tok)(batch, PROBLEMS)
     assert rewards.shape == (4, 1)
