@@ -8,7 +8,7 @@
    (test split) problems; label every step with prm.n_completions continuations.
 2. Print label agreement with the exact labels (synthetic task).
 3. Train the RM from prm.init_path or the policy dir (prm.* settings) on the train labels and
-   report per epoch the step-level AUC against the exact labels of the held-out
+   report before training (epoch 0: the untrained head) and per epoch the step-level AUC against the exact labels of the held-out
    solutions (target: AUC >= 0.85), plus accuracy, and the Math-Shepherd
    ranking check: AUC of each held-out solution's minimum step score for its correctness.
 
@@ -19,34 +19,46 @@ targets; 43% sampled accuracy), N=8, held-out: 400 solutions of the 200 test pro
       33.7 steps/s (1 thread, another job on the second core)
     labels of 4096 train problems x 2 (17,496 steps): agreement 0.906 (precision 0.886,
       recall 0.941); 47.0 steps/s incl. sampling (2 threads)
+  With surprise features (prm.surprise_features, the default; step AUC vs exact, last epoch):
+    the policy, 64 x 2 (the main job's budget), 4 epochs, cosine: lr 2e-5 0.852, 5e-5 0.863,
+      1e-4 (default) 0.870, 3e-4 0.852, 1e-3 0.848
+    the policy, 4096 x 2, lr 1e-4                          0.869 (0.879 after epoch 1)
+    the policy, 4096 x 2, lr 3e-4                          0.860 (worked 0.863 / direct 0.791)
+    the policy, 4096 x 2, lr 3e-4, 2 epochs                0.868
+    untrained head (weights (0, 1, 0) on the features)     0.839-0.849 (with the random tag
+      weights' draw): the prefix's least likely token under the policy already ranks steps;
+      training on the labels adds 0.02-0.03
+    prm.init_path = worked-only 8-layer model (89.5% greedy), 4096 x 2: 0.958 (0.951-0.959
+      over the epochs): a stronger reference LM is a stronger checker
+    the LM fine-tuned through the features (no frozen copy) 0.813, as without them
+  Without (prm.surprise_features=false: the head reads the step tag alone):
     RM backbone, labelled solutions, training             step AUC vs exact (worked / direct)
-    the policy, 1024 x 2, constant lr, 4 epochs           0.778 (0.768 / 0.714)
-    the policy, 4096 x 2, constant lr, 4 epochs           0.795 (0.799 / 0.678)
-    the policy, 4096 x 2, cosine (default), warmup 100    0.806
+    the policy, 1024 x 2, constant lr 3e-4, 4 epochs      0.778 (0.768 / 0.714)
+    the policy, 4096 x 2, constant lr 3e-4, 4 epochs      0.795 (0.799 / 0.678)
+    the policy, 4096 x 2, cosine, lr 3e-4, warmup 100     0.806
     the policy, 4096 x 2, batch 32, lr 6e-4, 12 epochs    0.784-0.805 over the epochs, 0.789 last
     prm.init_path = worked-only 600-step model            0.802 (0.802 / 0.727)
       (model.sft_direct_fraction=0: 91% greedy), 1024 x 2, constant, 4 epochs
-    same, 8 epochs                                        0.803; at lr 1e-3: 0.753
-    prm.init_path = worked-only 256-wide model            0.782 (0.781 / 0.692)
-      (4.5M parameters, 87% greedy), 1024 x 2, constant
     prm.init_path = worked-only 8-layer model             0.813
       (model.num_layers=8, 89.5% greedy), 4096 x 2, cosine, warmup 100
     --oracle (trained on the exact labels): policy        0.812 (0.810 / 0.731) at 1024 x 2;
                                                           0.801-0.833 over 12 epochs, 0.818 last,
                                                           at 4096 x 2, batch 32, lr 6e-4
-    --oracle, worked-only backbone, 1024 x 2              0.789 (0.793 / 0.690)
+  Why the features: even trained on the exact labels, the tag-only head stays at 0.82 (train
+  loss 0.50): a 4-layer backbone does not learn from ~17k steps to check an equation at the
+  step tag (83% of first errors are false equations). The LM already holds that check as the
+  probability of each written token: the min token log-prob of a step separates false equations
+  from true ones with AUC 0.83-0.84 under the policy and 0.99 under the 8-layer model, and the
+  running min over the prefix carries a first error to the steps after it.
 On the previous default policy (model.sft_direct_fraction=0 model.sft_steps=300: worked
-solutions only, 42% sampled accuracy; held-out 1,407 steps), 4096 x 2 (27,951 steps):
+solutions only, 42% sampled accuracy; held-out 1,407 steps), 4096 x 2 (27,951 steps), without
+surprise features:
     agreement 0.860 (precision 0.854, recall 0.872); 38.8 steps/s incl. sampling
     constant lr 0.796 (0.817 at epoch 3); cosine, warmup 100: 0.822; soft labels 0.730;
     --oracle 0.881 (0.891 at epoch 2); the 8-layer worked-only backbone, cosine: 0.816
-The 0.85 target is not reached. On the default policy the exact labels do no better than
-Math-Shepherd's, so the limit is what a 4-layer backbone learns to check (multi-digit
-arithmetic inside one forward pass, and for direct answers the whole problem: AUC 0.68-0.73
-there). On the worked-only policy the labels are the limit: 531 exact-wrong steps had all
-8 continuations reach the gold answer (a false equation whose result lies on the gold path,
-e.g. "3 * 2 = 9" for "3 times as many": the continuations start from the written value, so
-no N fixes it), while more N would add lucky successes to the 1,650 false positives.
+    there the labels are the limit: 531 exact-wrong steps had all 8 continuations reach the
+    gold answer (a false equation whose result lies on the gold path, e.g. "3 * 2 = 9" for
+    "3 times as many": the continuations start from the written value, so no N fixes it).
 
 --oracle trains on the exact labels instead: the ceiling set by label quality.
 --labels DIR caches the label files (train.jsonl, eval.jsonl) so training
@@ -76,10 +88,10 @@ from grpo_core.data.synthetic import generate_splits  # noqa: E402
 from prm.batch import collate, encode_solution  # noqa: E402
 from prm.data import load_label_file, save_label_file, solutions_from_rows  # noqa: E402
 from prm.label import label_agreement  # noqa: E402
-from prm.pipeline import first_init_dir, label_policy_samples, train_reward_model  # noqa: E402
+from prm.pipeline import first_init_dir, init_reward_model, label_policy_samples, train_reward_model  # noqa: E402
 from prm.model import RewardModel, load_tokenizer  # noqa: E402
 from prm.score import solution_scores  # noqa: E402
-from prm.train import batch_logits, roc_auc  # noqa: E402
+from prm.train import batch_logits, encode_all, evaluate, roc_auc  # noqa: E402
 
 
 def _fmt(m: dict[str, float]) -> str:
@@ -143,6 +155,12 @@ def main() -> None:
         train_rows = [dict(r, hard=bool(r["exact"]), soft=float(bool(r["exact"]))) for r in train_rows]
         print("training on the EXACT labels (--oracle)")
 
+    prefix = "prm" if args.kind == "process" else "orm"
+    untrained, tok0 = init_reward_model(first_init_dir(cfg, policy), args.kind, "untrained", cfg.prm.surprise_features)
+    eval_items = encode_all(solutions_from_rows(eval_rows, cfg.prm.step_tag), tok0, cfg.prm.step_tag, args.kind, "hard")
+    m0 = evaluate(untrained, eval_items, tok0.pad_token_id, cfg.prm.batch_size, prefix)
+    print(f"epoch 0 (untrained head): auc_exact={m0.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} "
+          f"auc_vs_labels={m0[f'{prefix}/eval_auc']:.3f}")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         _, history = train_reward_model(cfg, first_init_dir(cfg, policy), train_rows, [], Path(tmp) / "rm",
@@ -154,7 +172,6 @@ def main() -> None:
             scores = torch.sigmoid(batch_logits(rm, b))
         ranking = solution_scores(scores, b.gather_mask).tolist()
     seconds = time.perf_counter() - t0
-    prefix = "prm" if args.kind == "process" else "orm"
     for epoch, m in history.items():
         print(f"epoch {epoch}: train_loss={m[f'{prefix}/train_loss']:.3f} eval_loss={m[f'{prefix}/eval_loss']:.3f} "
               f"auc_exact={m.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} "

@@ -29,7 +29,8 @@ does not learn to check an equation at the step tag (it would have to compare
 each written digit with its own prediction inside one forward pass), while the
 LM already holds that comparison as the probability of the written token.
 Measured in bench/prm_quality.py (held-out step AUC vs exact labels 0.81 -> 0.87).
-The reference stays frozen: fine-tuning it through the features wrecks it (0.80).
+The reference stays frozen: fine-tuning it through the features wrecks it (0.81, no better
+than without features).
 
 A saved RM dir holds:
 
