@@ -260,6 +260,11 @@ class PRMConfig(_Section):
                     "(step min, prefix min, step mean; prm.model): held-out step AUC 0.81 -> 0.87, "
                     "bench/prm_quality.py",
     )
+    fit_head: bool = Field(
+        True,
+        description="before fine-tuning, fit the head's bias and surprise-feature weights to the labels by "
+                    "logistic regression, the backbone frozen: calibrated scores from the first step (prm.train.fit_head)",
+    )
     label: Literal["hard", "soft"] = Field("hard", description="Math-Shepherd label type to train on")
     n_completions: int = Field(
         8, ge=1, le=256, description="N: completions per step prefix when labelling (8: see bench/prm_quality.py)"

@@ -24,7 +24,7 @@ tokens (e_{j-1}, e_j] (e_j its read position, e_{-1} = -1), the features are
 
 each clamped at MIN_LOGPROB, and the logit is w . [h ; features] + b, the
 feature weights starting at (0, 1, 0): the prefix's least likely token, in nats,
-shifts the log-odds. Why: a tiny backbone fine-tuned on a few thousand labels
+shifts the log-odds (prm.train.fit_head then fits them and b to the labels). Why: a tiny backbone fine-tuned on a few thousand labels
 does not learn to check an equation at the step tag (it would have to compare
 each written digit with its own prediction inside one forward pass), while the
 LM already holds that comparison as the probability of the written token.
@@ -149,6 +149,20 @@ class RewardModel(torch.nn.Module):
         """input_ids, attention_mask, position_ids (N, L); gather_index (N, S) long in [0, L);
         gather_mask (N, S) bool; completion_start P: the column of the first completion token
         (read positions lie at or after it) -> logits (N, S), 0 where gather_mask is False."""
+        picked = self.head_inputs(input_ids, attention_mask, position_ids, gather_index, gather_mask, completion_start)
+        logits = self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (N, S)
+        return logits.masked_fill(~gather_mask.bool(), 0.0)  # (N, S)
+
+    def head_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        gather_index: torch.Tensor,
+        gather_mask: torch.Tensor,
+        completion_start: int,
+    ) -> torch.Tensor:
+        """What the head reads at each position, as forward's arguments -> (N, S, H [+ 3])."""
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state  # (N, L, H)
@@ -164,8 +178,7 @@ class RewardModel(torch.nn.Module):
                 ends = (gather_index - completion_start).clamp(min=0)  # (N, S) completion indices
                 feats = step_surprise(lp, ends, mask)  # (N, S, 3)
             picked = torch.cat([picked, feats.to(picked.dtype)], dim=-1)  # (N, S, H + 3)
-        logits = self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (N, S)
-        return logits.masked_fill(~mask, 0.0)  # (N, S)
+        return picked
 
     def save(self, path: str | Path, tokenizer: Any | None = None) -> Path:
         """Write backbone, head, info json (and the tokenizer) into `path`."""

@@ -14,6 +14,14 @@ replacement from ALL earlier ones: the paper's "replay mechanism that
 incorporates 10% of historical data" read as 10% of the history, not 10% of the
 new batch. Replay is by solution, never by single steps.
 
+With prm.fit_head (default) the head's bias and surprise-feature weights are
+first fitted to the labels, the backbone frozen (`fit_head`, logistic
+regression, after LP-FT's linear probe), so fine-tuning starts from calibrated
+scores. Without it, with few labels (the main job's 128
+solutions an iteration) and a small lr, the head's bias hardly moves and the
+scores stay off-centre: held-out accuracy at 0.5 of 0.63-0.73 at AUC 0.84-0.87,
+and GRPO on those scores drifted to direct answers.
+
 Held-out metrics per epoch (`evaluate`): loss, step accuracy at 0.5 and ROC AUC
 against the hard labels, and against the exact labels where the task has them.
 Metric names are namespaced 'prm/...' (process) or 'orm/...' (outcome).
@@ -42,6 +50,8 @@ from prm.data import LabelledSolution
 from prm.model import RewardModel
 
 T = TypeVar("T")
+HEAD_FIT_L2 = 1e-3  # fit_head's L2 penalty on the surprise-feature weights
+HEAD_FIT_ITERS = 200  # fit_head's L-BFGS iterations
 
 
 def replay_count(n_old: int, fraction: float) -> int:
@@ -94,6 +104,60 @@ def batch_logits(model: RewardModel, b: RMBatch) -> torch.Tensor:
     device = next(model.parameters()).device
     return model(b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
                  b.gather_index.to(device), b.gather_mask.to(device), b.prompt_len).float().cpu()  # (N, S)
+
+
+@torch.no_grad()
+def _head_inputs(model: RewardModel, items: Sequence[Encoded], pad_id: int, batch_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs (M, H [+ 3]), targets (M,)) of every labelled position, the model in eval mode."""
+    device = next(model.parameters()).device
+    xs, ys = [], []
+    for b in _batches(items, batch_size, pad_id, range(len(items))):
+        x = model.head_inputs(b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
+                              b.gather_index.to(device), b.gather_mask.to(device), b.prompt_len)  # (n, S, D)
+        xs.append(x[b.gather_mask.to(device)].float().cpu())
+        ys.append(b.targets[b.gather_mask])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def fit_head(model: RewardModel, items: Sequence[Encoded], pad_id: int, batch_size: int,
+             l2: float = HEAD_FIT_L2) -> float:
+    """Calibrate the head on the labels, the backbone frozen: fit its bias and its surprise-feature
+    weights (the few inputs a handful of labels can pin down; the H weights on the hidden state
+    keep their init) by L2-regularised logistic regression with L-BFGS, from the current head.
+
+    With x = [h ; f], w = [w_h ; w_f]: minimises mean BCE(w_h . h + w_f . f + b, y) + l2 * |w_f|^2
+    over every labelled position, over (w_f, b); returns that objective at the fit. Fine-tuning
+    then starts from calibrated scores and from feature weights that say how much the reference
+    LM's surprise tells about the labels (little, for a weak reference). Fitting all of w on
+    128 labelled solutions overfits (held-out step AUC 0.85 -> 0.77).
+    """
+    was_training = model.training
+    model.eval()
+    x, y = _head_inputs(model, items, pad_id, batch_size)  # (M, D), (M,)
+    model.train(was_training)
+    hidden = model.backbone.config.hidden_size
+    weight = model.head.weight.detach().float().squeeze(0)  # (D,)
+    offset = x[:, :hidden] @ weight[:hidden]  # (M,) w_h . h, held fixed
+    f = x[:, hidden:]  # (M, F)
+    w = weight[hidden:].clone().requires_grad_(True)  # (F,)
+    b = model.head.bias.detach().float().clone().requires_grad_(True)  # (1,)
+    opt = torch.optim.LBFGS([w, b], max_iter=HEAD_FIT_ITERS, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(offset + f @ w + b, y) + l2 * (w * w).sum()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        model.head.weight[0, hidden:] = w
+        model.head.bias.copy_(b)
+        return float(objective())
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -158,6 +222,7 @@ def train(
     train_items = encode_all(train_solutions, tokenizer, delimiter, kind, cfg.label)
     eval_items = encode_all(eval_solutions, tokenizer, delimiter, kind, "hard")
     torch.manual_seed(cfg.seed)
+    head_fit = fit_head(model, train_items, pad_id, cfg.batch_size) if cfg.fit_head else None
     trainable = [p for p in model.parameters() if p.requires_grad]  # not the frozen surprise reference
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_batches = math.ceil(len(train_items) / cfg.batch_size)
@@ -192,6 +257,8 @@ def train(
             f"{prefix}/train_tokens_per_s": tokens / seconds if seconds > 0 else math.nan,
             f"{prefix}/epoch_s": seconds,
         }
+        if cfg.fit_head:
+            metrics[f"{prefix}/head_fit_loss"] = head_fit
         if eval_items:
             metrics.update(evaluate(model, eval_items, pad_id, cfg.batch_size, prefix))
         history[epoch] = metrics

@@ -6,6 +6,7 @@ from functools import cache
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
@@ -15,7 +16,7 @@ from grpo_core.steps import step_token_ends
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import MIN_LOGPROB, RewardModel, load_tokenizer, step_surprise
-from prm.train import batch_logits, evaluate, train
+from prm.train import HEAD_FIT_L2, batch_logits, evaluate, fit_head, train
 
 
 def sol(prompt: str, steps: list[str], hard: list[bool], exact: list[bool | None] | None = None) -> LabelledSolution:
@@ -136,6 +137,35 @@ def test_surprise_features_are_the_reference_lms_token_logprobs(tiny_policy_dir)
     assert all(not p.requires_grad for p in rm.reference.parameters())  # frozen: training moves only the rest
 
 
+def test_fit_head_calibrates_bias_and_feature_weights_only(tiny_policy_dir):
+    """fit_head reaches the optimum of its logistic regression over (w_f, b): zero gradient there,
+    a loss no higher than the prior head's, the hidden-state weights and the backbone untouched."""
+    tok = load_tokenizer(tiny_policy_dir)
+    data = [sol("Q: a\nA:\n", ["2 + 3 = 5", "5 * 2 = 10", "The answer is 10"], [True, True, True]),
+            sol("Q: a\nA:\n", ["2 + 3 = 6", "6 * 2 = 12", "The answer is 12"], [True, False, False]),
+            sol("Q: b\nA:\n", ["4 - 1 = 3", "3 + 3 = 7", "The answer is 7"], [False, False, False])]
+    items = [encode_solution(s, tok, "\n") for s in data]
+    torch.manual_seed(0)
+    rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)
+    H = rm.backbone.config.hidden_size
+    w_h, backbone = rm.head.weight[0, :H].detach().clone(), [p.detach().clone() for p in rm.backbone.parameters()]
+    b = collate(items, tok.pad_token_id)
+
+    def objective() -> torch.Tensor:
+        logits = batch_logits(rm, b)[b.gather_mask]
+        return F.binary_cross_entropy_with_logits(logits, b.targets[b.gather_mask]) + HEAD_FIT_L2 * (
+            rm.head.weight[0, H:] ** 2).sum()
+
+    before = float(objective().detach())
+    after = fit_head(rm, items, tok.pad_token_id, batch_size=2)
+    assert after == pytest.approx(float(objective().detach()), abs=1e-5) and after < before
+    rm.zero_grad()
+    objective().backward()
+    assert rm.head.weight.grad[0, H:].abs().max() < 1e-3 and rm.head.bias.grad.abs().max() < 1e-3
+    assert torch.equal(rm.head.weight[0, :H].detach(), w_h)
+    assert all(torch.equal(p, q) for p, q in zip(rm.backbone.parameters(), backbone))
+
+
 def test_surprise_needs_a_causal_lm(tiny_policy_dir, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).base_model
     base.save_pretrained(tmp_path / "base")  # architectures: the decoder only, no LM head
@@ -193,7 +223,7 @@ def test_orm_learns_solution_correctness_one_score_each(tiny_policy_dir):
         sol("Q: b\nA:\n", ["4 * 2 = 6", "The answer is 6"], [False, False]),
     ]
     torch.manual_seed(0)
-    orm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome", surprise=False)
+    orm = RewardModel.from_pretrained(tiny_policy_dir, kind="outcome", surprise=True)
     history = train(orm, tok, data, data, PRMConfig(lr=3e-3, epochs=40, batch_size=4), delimiter="\n")
     last = history[40]
     assert last["orm/eval_steps"] == 4 and last["orm/eval_acc"] == 1.0 and last["orm/train_loss"] < 0.1
@@ -209,7 +239,7 @@ def test_prm_training_follows_the_lr_schedule(tiny_policy_dir):
         torch.manual_seed(0)
         rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)
         start = torch.cat([p.detach().flatten().clone() for p in rm.parameters()])
-        train(rm, tok, data, [], PRMConfig(lr=1e-3, epochs=3, batch_size=1, **schedule), delimiter="\n")
+        train(rm, tok, data, [], PRMConfig(lr=1e-3, epochs=3, batch_size=1, fit_head=False, **schedule), delimiter="\n")
         return float((torch.cat([p.detach().flatten() for p in rm.parameters()]) - start).abs().max())
 
     assert moved(warmup_steps=100_000) < 1e-3 * moved()
