@@ -19,18 +19,21 @@ targets; 43% sampled accuracy), N=8, held-out: 400 solutions of the 200 test pro
       33.7 steps/s (1 thread, another job on the second core)
     labels of 4096 train problems x 2 (17,496 steps): agreement 0.906 (precision 0.886,
       recall 0.941); 47.0 steps/s incl. sampling (2 threads)
-  With surprise features (prm.surprise_features, the default; step AUC vs exact, last epoch):
-    the policy, 64 x 2 (the main job's budget), 4 epochs, cosine: lr 2e-5 0.852, 5e-5 0.863,
-      1e-4 (default) 0.870, 3e-4 0.852, 1e-3 0.848
-    the policy, 4096 x 2, lr 1e-4                          0.869 (0.879 after epoch 1)
-    the policy, 4096 x 2, lr 3e-4                          0.860 (worked 0.863 / direct 0.791)
-    the policy, 4096 x 2, lr 3e-4, 2 epochs                0.868
-    untrained head (weights (0, 1, 0) on the features)     0.839-0.849 (with the random tag
+  With surprise features (prm.surprise_features) and the head fit (prm.fit_head), the defaults
+  (step AUC vs exact, last epoch):
+    the policy, 64 x 2 (the main job's budget), lr 1e-4     0.867 (0.872 after epoch 1; accuracy
+      at 0.5 vs exact 0.754); without the head fit 0.870 but accuracy 0.723 (0.539 after epoch 1)
+    the policy, 4096 x 2, lr 1e-4                          0.870 (0.869-0.880 over the epochs;
+      worked 0.880 / direct 0.767; ranking AUC 0.817)
+    untrained head (weights (0, 1, 0) on the features)     0.839-0.851 (with the random tag
       weights' draw): the prefix's least likely token under the policy already ranks steps;
       training on the labels adds 0.02-0.03
-    prm.init_path = worked-only 8-layer model (89.5% greedy), 4096 x 2: 0.958 (0.951-0.959
-      over the epochs): a stronger reference LM is a stronger checker
-    the LM fine-tuned through the features (no frozen copy) 0.813, as without them
+    prm.init_path = worked-only 8-layer model (89.5% greedy), 4096 x 2: 0.946 (0.946-0.957 over
+      the epochs; untrained 0.899): a stronger reference LM is a stronger checker
+  Without the head fit, lr sweep: 64 x 2: lr 2e-5 0.852, 5e-5 0.863, 1e-4 0.870, 3e-4 0.852,
+    1e-3 0.848; 4096 x 2: lr 1e-4 0.869, 3e-4 0.860 (2 epochs: 0.868). Fitting the whole head
+    (all 131 weights) on 64 x 2 overfits: 0.774. The LM fine-tuned through the features (no
+    frozen copy): 0.813, as without them.
   Without (prm.surprise_features=false: the head reads the step tag alone):
     RM backbone, labelled solutions, training             step AUC vs exact (worked / direct)
     the policy, 1024 x 2, constant lr 3e-4, 4 epochs      0.778 (0.768 / 0.714)
