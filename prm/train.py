@@ -17,10 +17,10 @@ new batch. Replay is by solution, never by single steps.
 With prm.fit_head (default) the head's bias and surprise-feature weights are
 first fitted to the labels, the backbone frozen (`fit_head`, logistic
 regression, after LP-FT's linear probe), so fine-tuning starts from calibrated
-scores. Without it, with few labels (the main job's 128
-solutions an iteration) and a small lr, the head's bias hardly moves and the
-scores stay off-centre: held-out accuracy at 0.5 of 0.63-0.73 at AUC 0.84-0.87,
-and GRPO on those scores drifted to direct answers.
+scores. Without it, with few labels (the main job's 128 solutions an iteration)
+and a small lr, the head's bias hardly moves and the scores stay off-centre:
+held-out accuracy at 0.5 of 0.63-0.73 at AUC 0.84-0.87, and GRPO on those
+scores drifted to direct answers.
 
 Held-out metrics per epoch (`evaluate`): loss, step accuracy at 0.5 and ROC AUC
 against the hard labels, and against the exact labels where the task has them.

@@ -137,7 +137,8 @@ def test_surprise_features_are_the_reference_lms_token_logprobs(tiny_policy_dir)
     assert all(not p.requires_grad for p in rm.reference.parameters())  # frozen: training moves only the rest
 
 
-def test_fit_head_calibrates_bias_and_feature_weights_only(tiny_policy_dir):
+@pytest.mark.parametrize("surprise", [True, False])
+def test_fit_head_calibrates_bias_and_feature_weights_only(tiny_policy_dir, surprise):
     """fit_head reaches the optimum of its logistic regression over (w_f, b): zero gradient there,
     a loss no higher than the prior head's, the hidden-state weights and the backbone untouched."""
     tok = load_tokenizer(tiny_policy_dir)
@@ -146,7 +147,7 @@ def test_fit_head_calibrates_bias_and_feature_weights_only(tiny_policy_dir):
             sol("Q: b\nA:\n", ["4 - 1 = 3", "3 + 3 = 7", "The answer is 7"], [False, False, False])]
     items = [encode_solution(s, tok, "\n") for s in data]
     torch.manual_seed(0)
-    rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)
+    rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=surprise)
     H = rm.backbone.config.hidden_size
     w_h, backbone = rm.head.weight[0, :H].detach().clone(), [p.detach().clone() for p in rm.backbone.parameters()]
     b = collate(items, tok.pad_token_id)
@@ -161,7 +162,7 @@ def test_fit_head_calibrates_bias_and_feature_weights_only(tiny_policy_dir):
     assert after == pytest.approx(float(objective().detach()), abs=1e-5) and after < before
     rm.zero_grad()
     objective().backward()
-    assert rm.head.weight.grad[0, H:].abs().max() < 1e-3 and rm.head.bias.grad.abs().max() < 1e-3
+    assert all(abs(g) < 1e-3 for g in rm.head.weight.grad[0, H:].tolist() + rm.head.bias.grad.tolist())
     assert torch.equal(rm.head.weight[0, :H].detach(), w_h)
     assert all(torch.equal(p, q) for p, q in zip(rm.backbone.parameters(), backbone))
 
