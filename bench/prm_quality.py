@@ -8,9 +8,10 @@
    (test split) problems; label every step with prm.n_completions continuations.
 2. Print label agreement with the exact labels (synthetic task).
 3. Train the RM from prm.init_path or the policy dir (prm.* settings) on the train labels and
-   report before training (epoch 0: the untrained head) and per epoch the step-level AUC against the exact labels of the held-out
-   solutions (target: AUC >= 0.85), plus accuracy, and the Math-Shepherd
-   ranking check: AUC of each held-out solution's minimum step score for its correctness.
+   report before training (epoch 0: the untrained head) and per epoch the step-level AUC
+   against the exact labels of the held-out solutions (target: AUC >= 0.85), plus
+   accuracy, and the Math-Shepherd ranking check: AUC of each held-out solution's minimum
+   step score for its correctness.
 
 Measured on the default policy (tiny-qwen2 128x4, 600 SFT steps, 55% direct-answer
 targets; 43% sampled accuracy), N=8, held-out: 400 solutions of the 200 test problems
@@ -159,8 +160,9 @@ def main() -> None:
         print("training on the EXACT labels (--oracle)")
 
     prefix = "prm" if args.kind == "process" else "orm"
+    sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)
     untrained, tok0 = init_reward_model(first_init_dir(cfg, policy), args.kind, "untrained", cfg.prm.surprise_features)
-    eval_items = encode_all(solutions_from_rows(eval_rows, cfg.prm.step_tag), tok0, cfg.prm.step_tag, args.kind, "hard")
+    eval_items = encode_all(sols, tok0, cfg.prm.step_tag, args.kind, "hard")
     m0 = evaluate(untrained, eval_items, tok0.pad_token_id, cfg.prm.batch_size, prefix)
     print(f"epoch 0 (untrained head): auc_exact={m0.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} "
           f"auc_vs_labels={m0[f'{prefix}/eval_auc']:.3f}")
@@ -169,7 +171,6 @@ def main() -> None:
         _, history = train_reward_model(cfg, first_init_dir(cfg, policy), train_rows, [], Path(tmp) / "rm",
                                         kind=args.kind, eval_labels=eval_rows)
         rm, tok = RewardModel.load(Path(tmp) / "rm"), load_tokenizer(Path(tmp) / "rm")
-        sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)
         b = collate([encode_solution(s, tok, cfg.prm.step_tag, args.kind) for s in sols], tok.pad_token_id)
         with torch.no_grad():
             scores = torch.sigmoid(batch_logits(rm, b))

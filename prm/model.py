@@ -44,6 +44,7 @@ A saved RM dir holds:
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -124,9 +125,12 @@ class RewardModel(torch.nn.Module):
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a local HF model dir (no config.json)")
+        reference = None
         if _causal_config(path):
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
             backbone = lm.base_model  # the decoder; lm_head is dropped with `lm`
+            if surprise:
+                reference = copy.deepcopy(lm)  # the frozen copy, loaded once
         elif surprise:
             raise ValueError(
                 f"prm.surprise_features needs a causal LM to read token log-probs, and {path}/config.json "
@@ -134,7 +138,6 @@ class RewardModel(torch.nn.Module):
             )
         else:
             backbone = AutoModel.from_pretrained(path, dtype=dtype)
-        reference = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if surprise else None
         return cls(backbone, kind=kind, version=version, reference=reference)
 
     def forward(

@@ -99,23 +99,26 @@ def _batches(items: Sequence[Encoded], batch_size: int, pad_id: int, order: Sequ
     return [collate([items[i] for i in order[lo : lo + batch_size]], pad_id) for lo in range(0, len(order), batch_size)]
 
 
+def _model_inputs(model: RewardModel, b: RMBatch) -> tuple[Any, ...]:
+    """A collated batch as RewardModel.forward's (and head_inputs') arguments, on the model's device."""
+    device = next(model.parameters()).device
+    return (b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
+            b.gather_index.to(device), b.gather_mask.to(device), b.prompt_len)
+
+
 def batch_logits(model: RewardModel, b: RMBatch) -> torch.Tensor:
     """model's logits (N, S) for a collated batch, on the CPU (in fp32)."""
-    device = next(model.parameters()).device
-    return model(b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
-                 b.gather_index.to(device), b.gather_mask.to(device), b.prompt_len).float().cpu()  # (N, S)
+    return model(*_model_inputs(model, b)).float().cpu()  # (N, S)
 
 
 @torch.no_grad()
 def _head_inputs(model: RewardModel, items: Sequence[Encoded], pad_id: int, batch_size: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs (M, H [+ 3]), targets (M,)) of every labelled position, the model in eval mode."""
-    device = next(model.parameters()).device
     xs, ys = [], []
     for b in _batches(items, batch_size, pad_id, range(len(items))):
-        x = model.head_inputs(b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
-                              b.gather_index.to(device), b.gather_mask.to(device), b.prompt_len)  # (n, S, D)
-        xs.append(x[b.gather_mask.to(device)].float().cpu())
+        x = model.head_inputs(*_model_inputs(model, b)).float().cpu()  # (n, S, D)
+        xs.append(x[b.gather_mask])
         ys.append(b.targets[b.gather_mask])
     return torch.cat(xs), torch.cat(ys)
 
