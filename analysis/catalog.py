@@ -1,7 +1,7 @@
 """The DuckDB catalog over a store root: views and table macros defined by the files in analysis/sql/.
 
 `{root}/catalog.duckdb` holds only definitions: the data stay in the Parquet files that
-`grpo_core.store.Store` writes, read through `read_parquet(glob, union_by_name = true)`. Writers never
+`grpo_core.store.writer.Store` writes, read through `read_parquet(glob, union_by_name = true)`. Writers never
 open the catalog, so analysis runs while training writes; the globs end in `.parquet` and the writer's
 temp files do not, so a half-written file is never read.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from grpo_core.store import (
+from grpo_core.store.writer import (
     PRM_LABEL_SCHEMA,
     PRM_METRICS_SCHEMA,
     ROLLOUT_SCHEMA,

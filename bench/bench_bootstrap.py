@@ -29,13 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.bootstrap import build_policy, read_info  # noqa: E402
+from grpo_core.policy.bootstrap import build_policy, read_info  # noqa: E402
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.data.loaders import format_prompt  # noqa: E402
 from grpo_core.data.problem import Problem  # noqa: E402
 from grpo_core.data.synthetic import generate_splits  # noqa: E402
-from grpo_core.policy import load_policy  # noqa: E402
-from grpo_core.rewards import verdicts_for  # noqa: E402
+from grpo_core.policy.load import load_policy  # noqa: E402
+from grpo_core.reward.functions import verdicts_for  # noqa: E402
 from grpo_core.rollout.base import SamplingParams  # noqa: E402
 from grpo_core.rollout.hf import HFEngine  # noqa: E402
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_prm.py [--problems 32] [section.field=value ...]
 
-On the default embedded policy (built once with grpo_core.bootstrap.build_policy,
+On the default embedded policy (built once with grpo_core.policy.bootstrap.build_policy,
 cached under model.cache_dir):
   - labelling: sample prm.samples_per_problem solutions of --problems train
     problems, label every step with prm.n_completions continuations (one
@@ -31,11 +31,11 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.bootstrap import build_policy  # noqa: E402
+from grpo_core.policy.bootstrap import build_policy  # noqa: E402
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.data.loaders import format_prompt  # noqa: E402
 from grpo_core.data.synthetic import generate_splits  # noqa: E402
-from grpo_core.policy import load_policy  # noqa: E402
+from grpo_core.policy.load import load_policy  # noqa: E402
 from grpo_core.rollout.base import SamplingParams  # noqa: E402
 from grpo_core.rollout.hf import HFEngine  # noqa: E402
 from prm.data import solutions_from_rows  # noqa: E402

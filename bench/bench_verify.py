@@ -1,4 +1,4 @@
-"""Bench: throughput of the outcome reward `grpo_core.verify.verify`.
+"""Bench: throughput of the outcome reward `grpo_core.reward.verify.verify`.
 
     .venv/bin/python bench/bench_verify.py
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.verify import verify, warm_up  # noqa: E402
+from grpo_core.reward.verify import verify, warm_up  # noqa: E402
 
 
 def synthetic_cases(n: int, seed: int = 0) -> list[tuple[str, str]]:

@@ -86,7 +86,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.bootstrap import build_policy  # noqa: E402
+from grpo_core.policy.bootstrap import build_policy  # noqa: E402
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.data.synthetic import generate_splits  # noqa: E402
 from prm.batch import collate, encode_solution  # noqa: E402

@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 from flows import tasks  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
-from grpo_core.pipeline import run_id_for  # noqa: E402
+from grpo_core.pipeline.stages import run_id_for  # noqa: E402
 
 
 def publish_report(cfg: ExperimentConfig, run_ids: list[str], out_dir: str | None = None) -> dict[str, str]:

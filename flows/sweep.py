@@ -37,9 +37,9 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from analysis.sweep_report import write_sweep_report  # noqa: E402
 from flows import tasks  # noqa: E402
-from grpo_core import sweep as sweeps  # noqa: E402
+from grpo_core.sweep import study as sweeps  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
-from grpo_core.store import Store  # noqa: E402
+from grpo_core.store.writer import Store  # noqa: E402
 
 _LOG_TAIL = 20  # lines of a failed trial's log kept as its error
 

@@ -18,11 +18,11 @@ from prefect import Task, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from analysis.summary import eval_summary
-from grpo_core import pipeline
+from grpo_core.pipeline import stages as pipeline
 from grpo_core.config import ExperimentConfig
-from grpo_core.loggers import mirror
-from grpo_core.records import RunKey
-from grpo_core.store import Store
+from grpo_core.training.loggers import mirror
+from grpo_core.store.records import RunKey
+from grpo_core.store.writer import Store
 
 CACHED = {"cache_policy": INPUTS + TASK_SOURCE, "persist_result": True}
 

@@ -27,7 +27,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from analysis.sweep_report import eval_objective  # noqa: E402
 from flows import tasks  # noqa: E402
-from grpo_core import sweep  # noqa: E402
+from grpo_core.sweep import study as sweep  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
 
 log = logging.getLogger("grpo")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from grpo_core.schedule import Schedule
+from grpo_core.training.schedule import Schedule
 
 
 class _Section(BaseModel):

@@ -2,12 +2,12 @@
 
 A solution is tokenised as the policy saw it: prompt ids, then completion ids
 (no special tokens added), each tokenised on its own. The head of a process RM
-reads the token that ends each step (`grpo_core.steps.step_token_ends`: the token
+reads the token that ends each step (`grpo_core.maths.steps.step_token_ends`: the token
 holding the closing delimiter, even when that token also holds neighbouring text
 such as "?\\n"; the last token of a final step without a delimiter). An outcome
 RM reads one position: the end of the last step (the last token carrying text).
 
-Packing reuses `grpo_core.batch.pack`: prompts left-padded to P, completions
+Packing reuses `grpo_core.maths.batch.pack`: prompts left-padded to P, completions
 right-padded to T, so a completion token index t sits at column P + t.
 """
 
@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import torch
 
-from grpo_core.batch import pack
-from grpo_core.steps import step_token_ends
+from grpo_core.maths.batch import pack
+from grpo_core.maths.steps import step_token_ends
 from prm.data import LabelError, LabelledSolution
 
 Kind = Literal["process", "outcome"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo_core.steps import split_steps
+from grpo_core.maths.steps import split_steps
 
 REQUIRED = ("problem_id", "solution_index", "step_index", "step_text", "prompt", "hard", "soft")
 

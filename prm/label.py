@@ -1,10 +1,10 @@
 """Math-Shepherd automatic process labels (arXiv 2312.08935), the policy as completer.
 
-For every sampled solution with steps s_0..s_{S-1} (`grpo_core.steps.split_steps`):
+For every sampled solution with steps s_0..s_{S-1} (`grpo_core.maths.steps.split_steps`):
 
     prefix_j = prompt + delimiter.join(s_0..s_j) + delimiter        for j = 0..S-2
     N continuations of each prefix from the policy (one batched engine.generate call, n = N)
-    outcomes_j = [continuation k of prefix_j reaches the gold answer]  (grpo_core.rewards.verdicts_for)
+    outcomes_j = [continuation k of prefix_j reaches the gold answer]  (grpo_core.reward.functions.verdicts_for)
     hard_j = any(outcomes_j)            soft_j = mean(outcomes_j)         (`estimate_labels`, pure)
 
 The last step (the answer line) has nothing left to complete: it is labelled by
@@ -27,9 +27,9 @@ from typing import TypedDict
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.data.synthetic import exact_step_labels
-from grpo_core.rewards import verdicts_for
+from grpo_core.reward.functions import verdicts_for
 from grpo_core.rollout.base import RolloutBatch, RolloutEngine, SamplingParams
-from grpo_core.steps import split_steps
+from grpo_core.maths.steps import split_steps
 
 
 class LabelRow(TypedDict):

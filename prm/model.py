@@ -54,7 +54,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from grpo_core.batch import completion_logprobs
+from grpo_core.maths.batch import completion_logprobs
 
 RM_FORMAT = 2
 RM_INFO = "reward_model.json"

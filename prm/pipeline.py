@@ -23,11 +23,11 @@ import torch
 from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
-from grpo_core.policy import load_policy
+from grpo_core.policy.load import load_policy
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
-from grpo_core.store import Store
-from grpo_core.trainer import derive_seed
+from grpo_core.store.writer import Store
+from grpo_core.training.trainer import derive_seed
 from prm.data import LabelledSolution, solutions_from_rows
 from prm.label import LabelRow, label_agreement, label_solutions
 from prm.model import RM_INFO, Kind, RewardModel, load_tokenizer

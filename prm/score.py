@@ -4,7 +4,7 @@
     train_grpo(cfg, ..., step_scorer=scorer, reward_model=rm.version)
 
 For a process RM the scorer reads the head at every step's end token
-(`grpo_core.steps.step_token_ends` of the sampled completion ids, offset by the
+(`grpo_core.maths.steps.step_token_ends` of the sampled completion ids, offset by the
 padded prompt length; see `read_positions` for a last step followed by a
 delimiter) and returns sigmoid scores as step rewards r_i^(j) (Sec. 4.1.3);
 step_ends are exactly step_token_ends' ends. For an outcome RM it returns one "step" per output: the score
@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from grpo_core.batch import pack
+from grpo_core.maths.batch import pack
 from grpo_core.data.problem import Problem
 from grpo_core.rollout.base import RolloutBatch
-from grpo_core.steps import step_token_ends
-from grpo_core.trainer import StepScorer
+from grpo_core.maths.steps import step_token_ends
+from grpo_core.training.trainer import StepScorer
 from prm.model import RewardModel, load_tokenizer
 
 
@@ -93,7 +93,7 @@ def score_rollouts(
 
 
 def make_step_scorer(model: RewardModel, tokenizer: Any, delimiter: str = "\n", batch_size: int = 64) -> StepScorer:
-    """A grpo_core.trainer.StepScorer backed by `model` (problems are not needed to score)."""
+    """A grpo_core.training.trainer.StepScorer backed by `model` (problems are not needed to score)."""
 
     def scorer(batch: RolloutBatch, problems: list[Problem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if len(problems) != len(batch):

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from grpo_core.config import PRMConfig
-from grpo_core.schedule import lr_multiplier
+from grpo_core.training.schedule import lr_multiplier
 from prm.batch import Encoded, RMBatch, collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import RewardModel

@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinn
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from grpo_core.bootstrap import build_policy
+from grpo_core.policy.bootstrap import build_policy
 from grpo_core.config import ExperimentConfig, load_config
 
 # A policy that builds in a few seconds: 2 layers of width 32, ~100 SFT steps on 256 problems.
@@ -56,6 +56,6 @@ def tiny_cfg(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tiny_cfg: ExperimentConfig) -> Path:
-    """A local HF model dir holding the tiny policy (load it with grpo_core.policy.load_policy)."""
+    """A local HF model dir holding the tiny policy (load it with grpo_core.policy.load.load_policy)."""
     with one_thread():
         return build_policy(tiny_cfg.model, tiny_cfg.task, progress=False)

@@ -1,4 +1,4 @@
-"""Hand-computed checks of grpo_core.advantages (DeepSeekMath Sec. 4.1.2, 4.1.3)."""
+"""Hand-computed checks of grpo_core.maths.advantages (DeepSeekMath Sec. 4.1.2, 4.1.3)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from grpo_core.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
+from grpo_core.maths.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
 
 # ---------------------------------------------------------------- outcome (4.1.2)
 

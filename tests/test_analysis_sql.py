@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from analysis.catalog import DERIVED, SOURCES, connect, load_sql, query
-from grpo_core.store import PRM_LABEL_SCHEMA, ROLLOUT_SCHEMA, Store
+from grpo_core.store.writer import PRM_LABEL_SCHEMA, ROLLOUT_SCHEMA, Store
 
 
 def row(**overrides) -> dict:

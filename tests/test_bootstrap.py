@@ -9,12 +9,12 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, Qwen2Config
 
-from grpo_core import bootstrap
-from grpo_core.bootstrap import build_policy, build_tokenizer, is_built, policy_hash, read_info, save_tokenizer
+from grpo_core.policy import bootstrap
+from grpo_core.policy.bootstrap import build_policy, build_tokenizer, is_built, policy_hash, read_info, save_tokenizer
 from grpo_core.config import SyntheticTaskConfig, TaskConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.synthetic import generate_splits
-from grpo_core.policy import BOOTSTRAP_MARKER, load_policy
+from grpo_core.policy.load import BOOTSTRAP_MARKER, load_policy
 from tests.conftest import one_thread, tiny_config
 
 VARIED_TEXTS = [

@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from grpo_core.backend import deepspeed_config
+from grpo_core.training.backend import deepspeed_config
 from grpo_core.config import load_config
-from grpo_core.store import Store
-from grpo_core.trainer import train_grpo
+from grpo_core.store.writer import Store
+from grpo_core.training.trainer import train_grpo
 from tests.test_trainer import _cfg, _problems
 
 if not os.environ.get("CI"):

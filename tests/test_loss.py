@@ -1,4 +1,4 @@
-"""Hand-computed checks of grpo_core.loss (DeepSeekMath Eq. 3, Eq. 4, App. A.1.6)."""
+"""Hand-computed checks of grpo_core.maths.loss (DeepSeekMath Eq. 3, Eq. 4, App. A.1.6)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from grpo_core.loss import aggregate, loss_metrics, per_token_loss
+from grpo_core.maths.loss import aggregate, loss_metrics, per_token_loss
 
 # Two outputs of five tokens with ratios rho = pi_theta / pi_old chosen directly.
 RHO = torch.tensor([0.5, 0.95, 1.0, 1.05, 1.5])

@@ -22,7 +22,7 @@ import pytest
 
 from analysis.catalog import query
 from grpo_core.config import ExperimentConfig
-from grpo_core.pipeline import run_id_for
+from grpo_core.pipeline.stages import run_id_for
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = [sys.executable, "-m", "prefect"]  # the CLI of the interpreter running the tests

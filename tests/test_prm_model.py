@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from grpo_core.batch import pack, token_logprobs
+from grpo_core.maths.batch import pack, token_logprobs
 from grpo_core.config import PRMConfig
-from grpo_core.steps import step_token_ends
+from grpo_core.maths.steps import step_token_ends
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import MIN_LOGPROB, RewardModel, load_tokenizer, step_surprise
@@ -111,7 +111,7 @@ def test_step_surprise_pools_each_step_and_the_prefix():
 
 def test_surprise_features_are_the_reference_lms_token_logprobs(tiny_policy_dir):
     """Before training the surprise weights are (0, 1, 0): logit - (tag part) = the prefix's least likely token
-    under the policy, computed here independently with grpo_core.batch.token_logprobs."""
+    under the policy, computed here independently with grpo_core.maths.batch.token_logprobs."""
     tok = load_tokenizer(tiny_policy_dir)
     torch.manual_seed(0)
     rm = RewardModel.from_pretrained(tiny_policy_dir, surprise=True)

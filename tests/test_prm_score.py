@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from grpo_core.advantages import process_advantages
+from grpo_core.maths.advantages import process_advantages
 from grpo_core.data.problem import Problem
 from grpo_core.rollout.base import RolloutBatch
-from grpo_core.steps import step_token_ends
+from grpo_core.maths.steps import step_token_ends
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
 from prm.model import RewardModel, load_tokenizer

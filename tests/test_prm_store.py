@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.catalog import query
-from grpo_core.store import SchemaError, Store
+from grpo_core.store.writer import SchemaError, Store
 from prm.data import solutions_from_rows
 
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from grpo_core.batch import pack, token_logprobs
-from grpo_core.policy import load_policy
+from grpo_core.maths.batch import pack, token_logprobs
+from grpo_core.policy.load import load_policy
 from grpo_core.rollout.base import SamplingParams
 from grpo_core.rollout.hf import HFEngine
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grpo_core.schedule import lr_multiplier
+from grpo_core.training.schedule import lr_multiplier
 
 
 def test_warmup_ramps_linearly_to_the_peak():

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from grpo_core.steps import WINDOW, StepSpans, split_steps, step_token_ends
+from grpo_core.maths.steps import WINDOW, StepSpans, split_steps, step_token_ends
 
 CORPUS = [
     "5 + 3 = 8\nThe answer is 8\n",

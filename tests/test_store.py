@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.catalog import connect, query
-from grpo_core.store import ROLLOUT_SCHEMA, STEP_METRICS_SCHEMA, SchemaError, Store
+from grpo_core.store.writer import ROLLOUT_SCHEMA, STEP_METRICS_SCHEMA, SchemaError, Store
 
 
 def rollout_row(**overrides) -> dict:
@@ -246,7 +246,7 @@ def test_bad_split_step_and_metrics_are_rejected(tmp_path):
 
 
 def test_store_imports_neither_duckdb_nor_torch():
-    code = "import sys, grpo_core.store; print(sorted({'duckdb', 'torch'} & set(sys.modules)))"
+    code = "import sys, grpo_core.store.writer; print(sorted({'duckdb', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

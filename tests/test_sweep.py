@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from analysis.catalog import query
 from analysis.sweep_report import write_sweep_report
-from grpo_core import sweep as sweeps
-from grpo_core.sweep import TrialSpec
+from grpo_core.sweep import study as sweeps
+from grpo_core.sweep.study import TrialSpec
 from grpo_core.config import ConfigError, ExperimentConfig, load_config
 from tests.conftest import tiny_config
 from tests.test_flows import prefect_api  # noqa: F401  (the module-scoped Prefect test server)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from grpo_core.bootstrap import sft_solutions
+from grpo_core.policy.bootstrap import sft_solutions
 from grpo_core.config import SyntheticTaskConfig
 from grpo_core.data.synthetic import exact_step_labels, generate_splits, make_problem
 

@@ -1,4 +1,4 @@
-"""Tests for grpo_core.verify: extraction, exact numeric equivalence, the math-verify slow path,
+"""Tests for grpo_core.reward.verify: extraction, exact numeric equivalence, the math-verify slow path,
 and the safety contract (no code execution, bounded time, never raises).
 
     .venv/bin/pytest tests/test_verify.py -q
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grpo_core import verify as V
-from grpo_core.verify import (
+from grpo_core.reward import verify as V
+from grpo_core.reward.verify import (
     MAX_SCAN_CHARS,
     Verdict,
     extract_answer,

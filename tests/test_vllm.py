@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from grpo_core.batch import pack, token_logprobs
-from grpo_core.bootstrap import build_policy
+from grpo_core.maths.batch import pack, token_logprobs
+from grpo_core.policy.bootstrap import build_policy
 from grpo_core.config import load_config
-from grpo_core.policy import load_policy
+from grpo_core.policy.load import load_policy
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
 from grpo_core.rollout.hf import HFEngine

@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grpo_core.loggers import NullTracker, make_tracker, mirror
-from grpo_core.store import Store
-from grpo_core.trainer import train_grpo
+from grpo_core.training.loggers import NullTracker, make_tracker, mirror
+from grpo_core.store.writer import Store
+from grpo_core.training.trainer import train_grpo
 from tests.test_trainer import _cfg, _problems
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def logged_history(run_dir: Path) -> list[dict]:
 
 
 def test_off_by_default_without_importing_wandb(tmp_path):
-    code = ("import sys; from grpo_core.config import load_config; from grpo_core.loggers import make_tracker; "
+    code = ("import sys; from grpo_core.config import load_config; from grpo_core.training.loggers import make_tracker; "
             f"t = make_tracker(load_config(), __import__('pathlib').Path({str(tmp_path)!r}), name='x'); "
             "assert type(t).__name__ == 'NullTracker' and 'wandb' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

@@ -1,7 +1,7 @@
 -- prm_labels: Math-Shepherd process labels, one row per reasoning step of a policy solution.
 -- Reads _prm_labels_files, which analysis/catalog.py defines over {root}/prm_labels/*/*.parquet
 -- (one file per run and iteration; or an empty table of the same schema while there are none).
--- The writer is grpo_core.store.Store.write_prm_labels; rows come from prm.label.label_solutions.
+-- The writer is grpo_core.store.writer.Store.write_prm_labels; rows come from prm.label.label_solutions.
 create or replace view prm_labels as
 with source as (
     from _prm_labels_files

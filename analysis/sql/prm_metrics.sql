@@ -1,7 +1,7 @@
 -- prm_metrics: reward-model metrics in long format, one row per (run, iteration, epoch, metric).
 -- Reads _prm_metrics_files, which analysis/catalog.py defines over {root}/prm_metrics/*/*.parquet
 -- (one file per run, iteration, model and epoch; or an empty table of the same schema while there are none).
--- The writer is grpo_core.store.Store.write_prm_metrics.
+-- The writer is grpo_core.store.writer.Store.write_prm_metrics.
 create or replace view prm_metrics as
 with source as (
     from _prm_metrics_files

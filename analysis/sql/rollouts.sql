@@ -1,7 +1,7 @@
 -- rollouts: one row per sampled completion, train and eval, with its rewards, advantage and KL.
 -- Reads _rollouts_files, which analysis/catalog.py defines over {root}/rollouts/*/*.parquet
 -- (one file per run, iteration, step and split; or an empty table of the same schema while there are
--- no files yet). The writer is grpo_core.store.Store.write_rollouts; its ROLLOUT_SCHEMA gives the types.
+-- no files yet). The writer is grpo_core.store.writer.Store.write_rollouts; its ROLLOUT_SCHEMA gives the types.
 create or replace view rollouts as
 with source as (
     from _rollouts_files

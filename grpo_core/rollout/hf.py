@@ -19,7 +19,7 @@ class HFEngine:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 256):
         if tokenizer.pad_token_id is None:
-            raise ValueError("tokenizer has no pad token: load the policy with grpo_core.policy.load_policy")
+            raise ValueError("tokenizer has no pad token: load the policy with grpo_core.policy.load.load_policy")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size

@@ -4,7 +4,7 @@ Layout: `{run_dir}/checkpoints/step-{step:06d}/` holding the HF model dir
 (`save_pretrained`, so a checkpoint loads like any model path) and
 `trainer_state.pt` (step, RNG, and the backend's optimizer/scheduler state);
 a DeepSpeed backend adds `deepspeed/` (its own, per-rank optimizer state; see
-grpo_core.backend). A checkpoint is written to a temp dir and renamed, so a
+grpo_core.training.backend). A checkpoint is written to a temp dir and renamed, so a
 crash leaves either the old set or the new one, never half a checkpoint.
 """
 

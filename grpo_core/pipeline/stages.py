@@ -10,15 +10,15 @@ import json
 import logging
 from pathlib import Path
 
-from grpo_core.bootstrap import build_policy
+from grpo_core.policy.bootstrap import build_policy
 from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import LoadedSplit, load_task
-from grpo_core.evaluate import EvalResult, evaluate
-from grpo_core.policy import load_policy
-from grpo_core.records import RunKey
+from grpo_core.pipeline.evaluate import EvalResult, evaluate
+from grpo_core.policy.load import load_policy
+from grpo_core.store.records import RunKey
 from grpo_core.rollout import close_engine, make_engine
-from grpo_core.store import Store
-from grpo_core.trainer import StepScorer, TrainResult, train_grpo
+from grpo_core.store.writer import Store
+from grpo_core.training.trainer import StepScorer, TrainResult, train_grpo
 
 log = logging.getLogger("grpo")
 

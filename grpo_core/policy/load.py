@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 log = logging.getLogger(__name__)
 
-# Written by grpo_core.bootstrap into every finished embedded policy dir.
+# Written by grpo_core.policy.bootstrap into every finished embedded policy dir.
 BOOTSTRAP_MARKER = "BOOTSTRAP_COMPLETE"
 _PROBE_TEXT = "Question: Ann has 12 apples.\nAnswer:\n12 + 3 = 15\n15 * 2 = 30\nThe answer is 30"
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from grpo_core.data.problem import Problem
-from grpo_core.verify import AnswerFormat, Verdict, verify
+from grpo_core.reward.verify import AnswerFormat, Verdict, verify
 
 RewardFn = Callable[[list[str], list[Problem]], Sequence[float]]
 

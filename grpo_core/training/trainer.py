@@ -13,7 +13,7 @@ would have, and store files are per step, so re-run steps replace their rows.
 Scale-out seams: the rollout engine (`rollout.engine`: HF generate or vLLM)
 receives the policy's weights after every step's updates (`sync_weights`),
 and the training backend (`grpo.backend`: plain torch or DeepSpeed ZeRO, see
-grpo_core.backend) applies the updates. Under a multi-process DeepSpeed launch
+grpo_core.training.backend) applies the updates. Under a multi-process DeepSpeed launch
 every rank draws the same rollouts (same seeds), trains on its share of each
 minibatch, and rank 0 alone writes the store and checkpoints.
 
@@ -37,22 +37,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grpo_core import checkpoint
-from grpo_core.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
-from grpo_core.backend import TrainBackend, make_backend
-from grpo_core.batch import PackedBatch, pack, token_logprobs
+from grpo_core.training import checkpoint
+from grpo_core.maths.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
+from grpo_core.training.backend import TrainBackend, make_backend
+from grpo_core.maths.batch import PackedBatch, pack, token_logprobs
 from grpo_core.config import ExperimentConfig, GRPOConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
-from grpo_core.loggers import Tracker, make_tracker
-from grpo_core.loss import aggregate, k3_kl, loss_metrics, per_token_loss
-from grpo_core.policy import load_policy
-from grpo_core.records import RunKey, rollout_rows
-from grpo_core.rewards import compute_rewards, verdicts_for
+from grpo_core.training.loggers import Tracker, make_tracker
+from grpo_core.maths.loss import aggregate, k3_kl, loss_metrics, per_token_loss
+from grpo_core.policy.load import load_policy
+from grpo_core.store.records import RunKey, rollout_rows
+from grpo_core.reward.functions import compute_rewards, verdicts_for
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import RolloutBatch, SamplingParams
-from grpo_core.schedule import lr_multiplier
-from grpo_core.store import Store
+from grpo_core.training.schedule import lr_multiplier
+from grpo_core.store.writer import Store
 
 log = logging.getLogger("grpo")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from grpo_core.data.problem import Problem
 from grpo_core.rollout.base import RolloutBatch
-from grpo_core.verify import Verdict
+from grpo_core.reward.verify import Verdict
 
 
 @dataclass(frozen=True)

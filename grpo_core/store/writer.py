@@ -145,7 +145,7 @@ PRM_METRICS_SCHEMA = pa.schema(
     ]
 )
 
-# One row per Optuna sweep (grpo_core.sweep), replaced as the sweep runs and when it ends.
+# One row per Optuna sweep (grpo_core.sweep.study), replaced as the sweep runs and when it ends.
 SWEEP_SCHEMA = pa.schema(
     [
         pa.field("sweep", pa.string(), nullable=False),  # the study name

@@ -215,7 +215,7 @@ def ask(study: optuna.Study, cfg: ExperimentConfig) -> TrialSpec:
         trial_cfg = trial_config(cfg, overrides, tag)
     except ConfigError as err:
         return TrialSpec(trial.number, trial._trial_id, tag, overrides, None, str(err))
-    from grpo_core.pipeline import run_id_for  # here, not at the top: pipeline loads torch
+    from grpo_core.pipeline.stages import run_id_for  # here, not at the top: pipeline loads torch
 
     trial.set_user_attr("run_id", run_id_for(trial_cfg))
     return TrialSpec(trial.number, trial._trial_id, tag, overrides, trial_cfg)
@@ -238,7 +238,7 @@ def sweep_dir(cfg: ExperimentConfig) -> Path:
 
 
 def trial_row(sweep: str, t: FrozenTrial) -> dict[str, Any]:
-    """One TRIAL_SCHEMA row (grpo_core.store) of an Optuna trial."""
+    """One TRIAL_SCHEMA row (grpo_core.store.writer) of an Optuna trial."""
     wall = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
         else None
     return {
@@ -257,12 +257,12 @@ def trial_row(sweep: str, t: FrozenTrial) -> dict[str, Any]:
 
 
 def record_trial(store: Any, study: optuna.Study, number: int) -> None:
-    """Write trial `number`'s current state to the store's trials table (store: grpo_core.store.Store)."""
+    """Write trial `number`'s current state to the store's trials table (store: grpo_core.store.writer.Store)."""
     store.write_trial(trial_row(study.study_name, study.trials[number]))
 
 
 def sweep_row(cfg: ExperimentConfig, study: optuna.Study, status: str, report_path: Path | None = None) -> dict:
-    """One SWEEP_SCHEMA row (grpo_core.store) of the sweep as it stands."""
+    """One SWEEP_SCHEMA row (grpo_core.store.writer) of the sweep as it stands."""
     s = cfg.sweep
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if complete else None

@@ -63,8 +63,8 @@ from grpo_core.config import ModelConfig, TaskConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.data.synthetic import generate_splits
-from grpo_core.policy import BOOTSTRAP_MARKER
-from grpo_core.schedule import lr_multiplier
+from grpo_core.policy.load import BOOTSTRAP_MARKER
+from grpo_core.training.schedule import lr_multiplier
 
 BOOTSTRAP_VERSION = 1  # bump when a change here should invalidate cached policies
 EOS_TOKEN = "<|endoftext|>"

@@ -16,7 +16,7 @@ The reference model is never given to a backend: it stays a frozen plain
 module (`requires_grad_(False)`, eval mode) on every rank, used only under
 `no_grad` for pi_ref log-probs, with either backend.
 
-Checkpoints keep one layout for both backends (grpo_core.checkpoint): the
+Checkpoints keep one layout for both backends (grpo_core.training.checkpoint): the
 full HF model dir (gathered from ZeRO-3 partitions), so a checkpoint loads like
 any model path, plus trainer state. DeepSpeed's optimizer and scheduler state
 is saved with `engine.save_checkpoint` under `deepspeed/` in the same
@@ -34,7 +34,7 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grpo_core import checkpoint
+from grpo_core.training import checkpoint
 from grpo_core.config import GRPOConfig
 
 LrLambda = Callable[[int], float]

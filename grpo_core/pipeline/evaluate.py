@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from grpo_core.config import EvalConfig, RolloutConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
-from grpo_core.records import RunKey, rollout_rows
-from grpo_core.rewards import verdicts_for
+from grpo_core.store.records import RunKey, rollout_rows
+from grpo_core.reward.functions import verdicts_for
 from grpo_core.rollout.base import RolloutEngine, SamplingParams
 
 

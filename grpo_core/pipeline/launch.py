@@ -1,12 +1,12 @@
 """GRPO under a multi-process launcher (DeepSpeed, torchrun): the iterations of one run, no Prefect.
 
-    deepspeed --num_gpus 8 --no_local_rank -m grpo_core.launch --config configs/default.yaml \
+    deepspeed --num_gpus 8 --no_local_rank -m grpo_core.pipeline.launch --config configs/default.yaml \
         grpo.backend=deepspeed grpo.deepspeed_config=configs/deepspeed/zero3.json
 
 Every rank runs this module. Each iteration sets the reference to the current
-policy and runs `grpo.steps` steps (grpo_core.pipeline.grpo_iteration); rank 0
+policy and runs `grpo.steps` steps (grpo_core.pipeline.stages.grpo_iteration); rank 0
 records the run and writes the store and checkpoints, the others only train
-(see grpo_core.trainer). Rerunning the same command resumes from the last
+(see grpo_core.training.trainer). Rerunning the same command resumes from the last
 checkpoint. Evaluation and reports stay with the Prefect flows (`grpo run`),
 which can start from this run's checkpoints (`model.path=...`).
 """
@@ -17,7 +17,7 @@ import argparse
 import logging
 import os
 
-from grpo_core import pipeline
+from grpo_core.pipeline import stages as pipeline
 from grpo_core.config import load_config
 
 

@@ -1,0 +1,1 @@
+"""The pure maths of GRPO: advantages, the loss, packed batches and solution steps (torch only)."""

@@ -1,0 +1,1 @@
+"""The reward side: answer extraction, the rule verifier and outcome reward functions."""

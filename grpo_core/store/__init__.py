@@ -1,0 +1,1 @@
+"""The experiment store: Parquet tables written append-only, read by analysis.catalog."""

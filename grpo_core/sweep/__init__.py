@@ -1,0 +1,1 @@
+"""Optuna sweeps: search space, study, objective and storage."""

@@ -1,0 +1,1 @@
+"""The training machinery: the GRPO loop, its backends, checkpoints, lr schedule and trackers."""
