@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -347,7 +347,6 @@ DEFAULT_SWEEP_SPACE: dict[str, dict[str, dict[str, Any]]] = {
         "epsilon": {"low": 0.05, "high": 0.4},
     }
 }
-_UNSWEPT_SECTIONS = ("sweep", "store", "logging", "run_name")
 
 
 class SweepConfig(_Section):
@@ -431,7 +430,7 @@ class SweepConfig(_Section):
 def field_at(key: str) -> Any:
     """The pydantic FieldInfo of a dotted experiment key such as 'grpo.beta' or 'task.synthetic.max_number'."""
     parts = key.split(".")
-    if parts[0] in _UNSWEPT_SECTIONS:
+    if parts[0] in ExperimentConfig.BOOKKEEPING:
         raise ValueError(f"space.{key}: the {parts[0]} section cannot be searched (it does not change a run)")
     model: type[BaseModel] = ExperimentConfig
     for i, part in enumerate(parts):
@@ -474,12 +473,14 @@ class ExperimentConfig(_Section):
     the tiny policy needs larger steps), max_new_tokens 64 (1024), 60 steps,
     reward-model lr 1e-4 (2e-5, see PRMConfig), and process supervision adds the
     outcome reward to each output's last step reward (grpo.process_outcome_weight
-    1; the paper uses the PRM alone). On the embedded default, held-out greedy
-    accuracy after 2 iterations: outcome supervision 45.5% -> 62.0%, process with the
-    anchor 53.5%, PRM alone 58.0% (README). Without the PRM's surprise features and
-    its head fit the PRM alone fell to 32.0%: the policy learnt to please a PRM that
-    ranked steps with AUC 0.74.
+    1; the paper uses the PRM alone, `grpo.process_outcome_weight=0`).
+
+    Every section changes what a run computes, except those in BOOKKEEPING
+    (naming, where files go, logging, the sweep around the run): `result_sections`
+    is the rest, so a new section counts towards the run id unless it is listed here.
     """
+
+    BOOKKEEPING: ClassVar[frozenset[str]] = frozenset({"run_name", "sweep", "store", "logging"})
 
     run_name: str = Field("default", min_length=1, description="name of the run in the store")
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -493,6 +494,11 @@ class ExperimentConfig(_Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @classmethod
+    def result_sections(cls) -> tuple[str, ...]:
+        """The fields that change what a run computes (all but BOOKKEEPING), in declaration order."""
+        return tuple(name for name in cls.model_fields if name not in cls.BOOKKEEPING)
 
 
 class ConfigError(ValueError):

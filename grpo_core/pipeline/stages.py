@@ -22,13 +22,10 @@ from grpo_core.training.trainer import StepScorer, TrainResult, train_grpo
 
 log = logging.getLogger("grpo")
 
-# Sections that change what a run computes; logging, sweep and store do not.
-_RUN_SECTIONS = ("task", "model", "rollout", "reward", "grpo", "eval", "prm", "iterative")
-
 
 def run_id_for(cfg: ExperimentConfig) -> str:
     """`{run_name}-{hash}`: the same config resumes the same run, a changed one starts anew."""
-    payload = cfg.model_dump(mode="json", include=set(_RUN_SECTIONS))
+    payload = cfg.model_dump(mode="json", include=set(ExperimentConfig.result_sections()))
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.run_name}-{digest}"
 
