@@ -453,6 +453,10 @@ class StoreConfig(_Section):
 
     root: Path = Field(Path("runs/store"), description="store directory (Parquet files + catalog.duckdb)")
     runs_dir: Path = Field(Path("runs"), description="run directories (checkpoints, reports) live here")
+    allow_code_change: bool = Field(
+        False, description="continue a run (its checkpoints, store files) that other code started; by default "
+                           "a run whose recorded code fingerprint differs from this code's is refused",
+    )
 
 
 class LoggingConfig(_Section):
