@@ -1,12 +1,13 @@
 """The sweep report (Markdown + self-contained HTML with PNG figures) and a trial's objective from the store.
 
-    eval_objective(root, run_id, iteration, step, "maj@16")   # one evaluation's held-out metric
+    eval_objective(root, run_id, iteration, step, objective_of(cfg))   # one evaluation's held-out metric
     write_sweep_report(study, out_dir, objective="maj@16", store_root=root, storage=url)
 
 The report shows the objective against each searched value, the optimisation history, the intermediate
 values the pruner saw, Optuna's parameter importances (needs two complete trials), the best
-configuration and a table of every trial (state, values, objective, wall time, its run in the store).
-It reads the study (any Optuna storage) and knows nothing of torch.
+configuration and a table of every trial (state, values, objective, wall time, its run in the store,
+why it failed). It reads the study (any Optuna storage, through Optuna's public API) and the store's
+trials table (where failures are recorded), and knows nothing of torch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.catalog import query
 from analysis.render import Document, ReportPaths
+from grpo_core.sweep.objective import Objective
 
 __all__ = ["eval_objective", "trial_rows", "write_sweep_report"]
 
@@ -31,27 +33,26 @@ _STATE_COLORS = {"COMPLETE": "tab:blue", "PRUNED": "tab:orange", "FAIL": "tab:re
                  "WAITING": "tab:gray"}
 
 
-def eval_objective(root: Path, run_id: str, iteration: int, step: int, objective: str) -> float:
-    """`objective` ('maj@K', 'pass@K', 'greedy_accuracy' or 'sample_accuracy') of one stored evaluation."""
+def eval_objective(root: Path, run_id: str, iteration: int, step: int, objective: Objective) -> float:
+    """`objective` of one stored evaluation: a column of `evals`, or of `eval_at_k(K)` for Maj@K / Pass@K."""
     where = "run_id = $run and iteration = $it and step = $step"
     params: dict[str, Any] = {"run": run_id, "it": iteration, "step": step}
-    if objective in ("greedy_accuracy", "sample_accuracy"):
-        sql = f"select {objective} from evals where {where}"
+    if objective.k is None:
+        sql = f"select {objective.metric} from evals where {where}"
     else:
-        kind, _, k = objective.partition("@")
-        if kind not in ("maj", "pass") or not k.isdigit():
-            raise ValueError(f"unknown objective {objective!r}: use maj@K, pass@K, greedy_accuracy, sample_accuracy")
-        sql = f"select {kind}_at_k from eval_at_k($k) where {where}"
-        params["k"] = int(k)
+        sql = f"select {objective.metric} from eval_at_k($k) where {where}"
+        params["k"] = objective.k
     rows = query(root, sql, params).to_pylist()
     value = next(iter(rows[0].values())) if rows else None
     if value is None or not math.isfinite(value):
-        raise LookupError(f"no stored evaluation of {run_id} at iteration {iteration}, step {step} gives {objective}")
+        raise LookupError(f"no stored evaluation of {run_id} at iteration {iteration}, step {step} gives "
+                          f"{objective.name}")
     return float(value)
 
 
 def trial_rows(study: optuna.Study, store_root: Path, out_dir: Path) -> list[dict[str, Any]]:
     """One dict per trial for the report's table; `run` links to the run's rollouts directory."""
+    errors = _errors(store_root, study.study_name)
     rows = []
     for t in study.get_trials(deepcopy=False):
         run_id = t.user_attrs.get("run_id")
@@ -61,7 +62,7 @@ def trial_rows(study: optuna.Study, store_root: Path, out_dir: Path) -> list[dic
                                "objective": t.value if t.state == TrialState.COMPLETE else None,
                                "wall_s": wall, "run": run_id,
                                "run_link": os.path.relpath(store_root / "rollouts" / run_id, out_dir) if run_id else None,
-                               "note": _note(t)}
+                               "note": _note(t, errors.get(t.number))}
         rows.append(row)
     return rows
 
@@ -137,7 +138,14 @@ def _keys(trials: Sequence[FrozenTrial]) -> list[str]:
     return list(keys)
 
 
-def _note(t: FrozenTrial) -> str:
+def _errors(store_root: Path, sweep: str) -> dict[int, str]:
+    """Why each failed trial of `sweep` failed, by trial number, from the store's trials table."""
+    rows = query(store_root, "select trial_number, error from trials where sweep = $sweep and error is not null",
+                 {"sweep": sweep}).to_pylist()
+    return {r["trial_number"]: r["error"] for r in rows}
+
+
+def _note(t: FrozenTrial, error: str | None) -> str:
     parts = []
     if t.user_attrs.get("retry_of") is not None:
         parts.append(f"retries #{t.user_attrs['retry_of']}")
@@ -145,8 +153,8 @@ def _note(t: FrozenTrial) -> str:
         step = max(t.intermediate_values)
         parts.append(f"pruned after iteration {step} ({t.intermediate_values[step]:.4g})")
     if t.state == TrialState.FAIL:
-        error = str(t.user_attrs.get("error", "")).strip().splitlines()
-        parts.append(error[-1][:200] if error else "failed")
+        lines = (error or "").strip().splitlines()
+        parts.append(lines[-1][:200] if lines else "failed")
     return "; ".join(parts)
 
 

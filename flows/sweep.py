@@ -8,7 +8,8 @@ trials running: it asks the sampler for a trial, writes the trial's config and r
 that starts `python -m flows.trial` (its own process: its own torch RNG and one torch thread when trials
 share the cores, and a crash that takes nothing else down) and waits for it. The trial process reports each
 iteration's objective to the study (pruning) and tells it the result; a trial whose process dies is marked
-FAIL here and the sweep goes on. At the end it writes the report (runs/sweeps/NAME/report.{md,html}) and
+FAIL here, its exit code and the end of its log kept as the error on its row of the store's trials table,
+and the sweep goes on. At the end it writes the report (runs/sweeps/NAME/report.{md,html}) and
 attaches it to the flow run as a markdown artifact.
 
 Why processes, not threads: trials in threads would share one torch RNG (seeded per trial, so their samples
@@ -37,20 +38,22 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from analysis.sweep_report import write_sweep_report  # noqa: E402
 from flows import tasks  # noqa: E402
-from grpo_core.sweep import study as sweeps  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
 from grpo_core.store.writer import Store  # noqa: E402
+from grpo_core.sweep import records  # noqa: E402
+from grpo_core.sweep import study as sweeps  # noqa: E402
+from grpo_core.sweep.objective import objective_of  # noqa: E402
 
 _LOG_TAIL = 20  # lines of a failed trial's log kept as its error
 
 
 @task(name="trial", task_run_name="trial-{number}", cache_policy=NO_CACHE)
-def run_trial(number: int, config_path: str, optuna_id: int, threads: int, log_path: str) -> int:
+def run_trial(number: int, config_path: str, threads: int, log_path: str) -> int:
     """Run one trial in its own process (flows/trial.py), its output in `log_path`; returns its exit code."""
     env = dict(os.environ, PREFECT_LOGGING_TO_API_ENABLED="false")  # the trial process has no flow run to log to
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "flows.trial", "--config", config_path, "--optuna-id", str(optuna_id),
+    cmd = [sys.executable, "-m", "flows.trial", "--config", config_path, "--number", str(number),
            "--threads", str(threads)]
     t0 = time.perf_counter()
     with open(log_path, "w") as out:
@@ -68,26 +71,25 @@ def sweep(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = cfg.sweep
     store = Store(cfg.store.root)
-    out_dir = sweeps.sweep_dir(cfg)
+    out_dir = records.sweep_dir(cfg)
     study, retried = sweeps.open_study(cfg)
     for number in retried:
-        sweeps.record_trial(store, study, number)
+        records.record_trial(store, study, number, sweeps.INTERRUPTED)
         log.warning("trial %d was left RUNNING by an interrupted sweep: marked FAIL, retried", number)
-    store.write_sweep(sweeps.sweep_row(cfg, study, "running"))
+    store.write_sweep(records.sweep_row(cfg, study, "running"))
     tasks.bootstrap_policy(cfg)  # once, before parallel trials would race to build it
 
     threads = 1 if s.n_parallel > 1 else 0
     done: queue.Queue[int] = queue.Queue()
-    running: dict[int, tuple[sweeps.TrialSpec, object]] = {}
+    running: dict[int, object] = {}  # trial number -> its task's future
     asked = 0
     while asked < s.n_trials or running:
         while asked < s.n_trials and len(running) < s.n_parallel:
             spec = sweeps.ask(study, cfg)
             asked += 1
-            sweeps.record_trial(store, study, spec.number)
+            records.record_trial(store, study, spec.number)
             if spec.cfg is None:  # the suggested values make an invalid config: nothing to run
-                sweeps.finish(study, spec, spec.error)
-                sweeps.record_trial(store, study, spec.number)
+                records.finish_trial(store, study, spec.number, spec.error)
                 log.warning("trial %d failed before it ran: %s", spec.number, spec.error)
                 continue
             trial_dir = out_dir / "trials" / f"t{spec.number:03d}"
@@ -95,22 +97,21 @@ def sweep(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
             config_path = trial_dir / "config.json"
             config_path.write_text(spec.cfg.model_dump_json(indent=1))
             log.info("trial %d: %s", spec.number, spec.overrides)
-            future = run_trial.submit(spec.number, str(config_path), spec.optuna_id, threads,
-                                      str(trial_dir / "trial.log"))
+            future = run_trial.submit(spec.number, str(config_path), threads, str(trial_dir / "trial.log"))
             future.add_done_callback(lambda _, n=spec.number: done.put(n))
-            running[spec.number] = (spec, future)
+            running[spec.number] = future
         if not running:
             continue
         number = done.get()
-        spec, future = running.pop(number)
-        frozen = sweeps.finish(study, spec, _failure(future, out_dir / "trials" / f"t{number:03d}" / "trial.log"))
-        sweeps.record_trial(store, study, number)
+        future = running.pop(number)
+        error = _failure(future, out_dir / "trials" / f"t{number:03d}" / "trial.log")
+        frozen = records.finish_trial(store, study, number, error)
         log.info("trial %d: %s %s", number, frozen.state.name, "" if frozen.value is None else f"{frozen.value:.4f}")
 
-    objective = sweeps.objective_name(cfg)
+    objective = objective_of(cfg).name
     paths = write_sweep_report(study, out_dir, objective=objective, store_root=cfg.store.root,
                                storage=sweeps.storage_url(cfg))
-    row = sweeps.sweep_row(cfg, study, "finished", paths.markdown)
+    row = records.sweep_row(cfg, study, "finished", paths.markdown)
     store.write_sweep(row)
     create_markdown_artifact(
         markdown=paths.markdown.read_text() + f"\n\nFull report with figures: `{paths.html.resolve()}`\n",

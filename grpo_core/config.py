@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from grpo_core.sweep.space import ParamSpec, Space, check_space, default_space, merge_space, parameters
 from grpo_core.training.schedule import Schedule
 
 
@@ -299,54 +300,8 @@ class IterativeConfig(_Section):
     label_problems: int = Field(64, ge=1, description="problems sampled for PRM labels per iteration")
 
 
-class ParamSpec(_Section):
-    """One searched knob: a list of choices, or a [low, high] range (log-uniform with log: true)."""
-
-    choices: list[bool | int | float | str | None] | None = Field(
-        None, min_length=1, description="values to choose from (categorical); excludes low/high"
-    )
-    low: float | None = Field(None, description="lower end of the range (inclusive)")
-    high: float | None = Field(None, description="upper end of the range (inclusive)")
-    log: bool = Field(False, description="sample the range log-uniformly (needs low > 0)")
-    step: float | None = Field(None, gt=0, description="grid spacing within the range; None = continuous")
-    extra: list[bool | int | float | str | None] = Field(
-        default_factory=list, description="values outside the range also tried, e.g. [0.0] for beta"
-    )
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> ParamSpec:
-        ranged = self.low is not None or self.high is not None
-        if self.choices is not None and (ranged or self.extra or self.step is not None or self.log):
-            raise ValueError("give either choices, or low/high (with log, step, extra), not both")
-        if self.choices is None:
-            if self.low is None or self.high is None:
-                raise ValueError("a range needs both low and high (or give choices)")
-            if self.low > self.high:
-                raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
-            if self.log and self.low <= 0:
-                raise ValueError(f"log: true needs low > 0, got low={self.low} (put 0 in extra instead)")
-            if self.log and self.step is not None:
-                raise ValueError("log and step cannot be combined")
-        return self
-
-    def values(self) -> list[Any]:
-        """Every value of a discrete spec (choices, or the range on its step grid, plus extra)."""
-        if self.choices is not None:
-            return list(self.choices)
-        if self.step is None:
-            raise ValueError("a continuous range has no finite list of values; give step or choices")
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
-        return [*self.extra, *(self.low + i * self.step for i in range(n + 1))]
-
-
-# The default search space (issue: G in {4, 8, 16}, beta log-uniform in [0.001, 0.2] plus 0, epsilon in [0.05, 0.4]).
-DEFAULT_SWEEP_SPACE: dict[str, dict[str, dict[str, Any]]] = {
-    "grpo": {
-        "group_size": {"choices": [4, 8, 16]},
-        "beta": {"low": 0.001, "high": 0.2, "log": True, "extra": [0.0]},
-        "epsilon": {"low": 0.05, "high": 0.4},
-    }
-}
+# The held-out metrics a sweep can score its trials by (grpo_core.sweep.objective names and reads them).
+ObjectiveMetric = Literal["maj_at_k", "pass_at_k", "greedy_accuracy", "sample_accuracy"]
 
 
 class SweepConfig(_Section):
@@ -371,14 +326,14 @@ class SweepConfig(_Section):
     pruner_startup_trials: int = Field(3, ge=0, description="finished trials before the pruner prunes anything")
     pruner_warmup_steps: int = Field(0, ge=0, description="iterations a trial reports before it can be pruned")
     direction: Literal["maximize", "minimize"] = Field("maximize", description="objective direction")
-    objective: Literal["maj_at_k", "pass_at_k", "greedy_accuracy", "sample_accuracy"] = Field(
+    objective: ObjectiveMetric = Field(
         "maj_at_k", description="held-out metric read from the store after each iteration (evals / eval_at_k)"
     )
     objective_k: int | None = Field(
         None, ge=1, le=1024, description="K of maj_at_k / pass_at_k; None = eval.k_max"
     )
-    space: dict[str, dict[str, ParamSpec | None]] = Field(
-        default_factory=lambda: {s: {k: ParamSpec(**v) for k, v in f.items()} for s, f in DEFAULT_SWEEP_SPACE.items()},
+    space: Space = Field(  # its type, default and checks: grpo_core.sweep.space
+        default_factory=default_space,
         description="section -> field -> {choices} or {low, high, log, step, extra}; merged onto the default "
                     "(G, beta, epsilon); null drops a default, e.g. sweep.space.grpo.lr={low: 1e-6, high: 1e-4, log: true}",
     )
@@ -387,65 +342,19 @@ class SweepConfig(_Section):
     @classmethod
     def _merge_space(cls, data: Any) -> Any:
         """Given space entries add to (or replace, or with null drop) the default space's entries."""
-        if not isinstance(data, dict) or not isinstance(data.get("space"), dict):
-            return data
-        merged: dict[str, Any] = {s: dict(f) for s, f in DEFAULT_SWEEP_SPACE.items()}
-        for section, fields in data["space"].items():
-            if isinstance(fields, dict) and isinstance(merged.get(section), dict):
-                merged[section] = {**merged[section], **fields}
-            else:
-                merged[section] = fields
-        return {**data, "space": merged}
+        if isinstance(data, dict) and "space" in data:
+            return {**data, "space": merge_space(data["space"])}
+        return data
 
     @model_validator(mode="after")
     def _space_fits_the_config(self) -> SweepConfig:
-        params = self.parameters
-        if not params:
-            raise ValueError("space searches nothing: give at least one parameter")
-        for key, spec in params.items():
-            field = field_at(key)
-            bounds = {"choices": spec.choices or [], "low": [spec.low], "high": [spec.high], "extra": spec.extra}
-            adapter = TypeAdapter(Annotated[field.annotation, field])
-            for what, values in bounds.items():
-                for value in values:
-                    if value is None and what in ("low", "high"):
-                        continue
-                    try:
-                        adapter.validate_python(value)
-                    except ValidationError as err:
-                        raise ValueError(
-                            f"space.{key}.{what}: {value!r} is not a valid {key}: {err.errors()[0]['msg']}"
-                        ) from None
-            if self.sampler == "grid" and spec.choices is None and spec.step is None:
-                raise ValueError(f"space.{key}: sampler 'grid' needs discrete values: give choices or a step")
+        check_space(self.space, self.sampler)
         return self
 
     @property
     def parameters(self) -> dict[str, ParamSpec]:
         """The searched knobs as {'section.field': spec}, dropped (null) entries left out."""
-        return {f"{section}.{name}": spec for section, fields in self.space.items()
-                for name, spec in fields.items() if spec is not None}
-
-
-def field_at(key: str) -> Any:
-    """The pydantic FieldInfo of a dotted experiment key such as 'grpo.beta' or 'task.synthetic.max_number'."""
-    parts = key.split(".")
-    if parts[0] in ExperimentConfig.BOOKKEEPING:
-        raise ValueError(f"space.{key}: the {parts[0]} section cannot be searched (it does not change a run)")
-    model: type[BaseModel] = ExperimentConfig
-    for i, part in enumerate(parts):
-        field = model.model_fields.get(part)
-        if field is None:
-            raise ValueError(f"space.{key}: {'.'.join(parts[: i + 1])} is not a configuration key")
-        annotation = field.annotation
-        if i == len(parts) - 1:
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                raise ValueError(f"space.{key}: is a section, name one of its fields")
-            return field
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            raise ValueError(f"space.{key}: {'.'.join(parts[: i + 1])} is a value, not a section")
-        model = annotation
-    raise AssertionError("unreachable")
+        return parameters(self.space)
 
 
 class StoreConfig(_Section):

@@ -1,4 +1,5 @@
-"""Config loading: defaults, YAML + overrides, and clear errors for impossible values."""
+"""Config loading: defaults, YAML + overrides, and clear errors for impossible values (the sweep's search
+space included)."""
 
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def test_shipped_configs_load():
         ("reward.functions={}", "reward", "at least one reward function"),
         ("reward.functions={correct: .nan}", "reward", "finite"),
         ("task.synthetic.min_steps=5", "task.synthetic", "min_steps (5) must be <= max_steps (3)"),
+        # the sweep's knobs and search space (grpo_core.sweep.space): the entry's key in the message
+        ("sweep.space.grpo.beta={low: 0.2, high: 0.001, log: true}", "sweep.space.grpo.beta", "low (0.2) must be <="),
+        ("sweep.space.grpo.beta={low: 0.0, high: 0.2, log: true}", "sweep.space.grpo.beta", "log: true needs low > 0"),
+        ("sweep.space.grpo.epsilon={low: 0.0, high: 0.4}", "sweep", "space.grpo.epsilon.low: 0.0 is not a valid "
+         "grpo.epsilon: Input should be greater than 0"),
+        ("sweep.space.grpo.group_size={choices: [1, 4]}", "sweep", "space.grpo.group_size.choices: 1 is not a valid "
+         "grpo.group_size: Input should be greater than or equal to 2"),
+        ("sweep.space.grpo.gamma={low: 0.1, high: 0.2}", "sweep", "space.grpo.gamma: grpo.gamma is not a configuration key"),
+        ("sweep.sampler=grid", "sweep", "space.grpo.beta: sampler 'grid' needs discrete values: give choices or a step"),
+        ("sweep.n_parallel=0", "sweep.n_parallel", "greater than or equal to 1"),
+        ("sweep.name=a/b", "sweep.name", "pattern"),
     ],
 )
 def test_impossible_values_fail_naming_the_field(override, field, hint):
