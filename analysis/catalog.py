@@ -1,17 +1,20 @@
-"""The DuckDB catalog over a store root: views and table macros defined by the files in analysis/sql/.
+"""The DuckDB catalog over a store root: a view per store table, plus the views and table macros in analysis/sql/.
 
 `{root}/catalog.duckdb` holds only definitions: the data stay in the Parquet files that
-`grpo_core.store.writer.Store` writes, read through `read_parquet(glob, union_by_name = true)`. Writers never
-open the catalog, so analysis runs while training writes; the globs end in `.parquet` and the writer's
-temp files do not, so a half-written file is never read.
+`grpo_core.store.Store` writes, read through `read_parquet(glob, union_by_name = true)` with each table's
+glob from its spec in `grpo_core.store.tables`. Writers never open the catalog, so analysis runs while
+training writes; the globs end in `.parquet` and the writer's temp files do not, so a half-written file
+is never read.
 
 Every connect (re)defines, in order:
-  _runs_files, _rollouts_files, _step_metrics_files, one-line views over the globs, or over empty tables
-  _prm_labels_files, _prm_metrics_files,             typed from the writer's schemas (_runs_empty, ...)
-  _sweeps_files, _trials_files
-                                                     while a glob matches nothing
-  runs, rollouts, step_metrics,                      documented views over those (sql/{name}.sql)
-  prm_labels, prm_metrics, sweeps, trials
+  _runs_files, _rollouts_files, _step_metrics_files, one-line views over the globs (united by name with
+  _prm_labels_files, _prm_metrics_files,             an empty table typed from the spec, so a column that
+  _sweeps_files, _trials_files                       older files lack reads as null), or over that empty
+                                                     table alone while a glob matches nothing
+  runs, rollouts, step_metrics,                      a view per table: sql/{name}.sql where the view
+  prm_labels, prm_metrics, sweeps, trials            derives columns, else the files as they are;
+                                                     commented from the spec (duckdb_views().comment,
+                                                     duckdb_columns().comment)
   step_metrics_wide, evals, curves,                  derived views
   run_info, global_step(...), run_curves, run_evals  (global_step: a scalar macro)
   pass_at_k_per_problem(k), pass_at_k(k),            table macros
@@ -35,15 +38,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from grpo_core.store.writer import (
-    PRM_LABEL_SCHEMA,
-    PRM_METRICS_SCHEMA,
-    ROLLOUT_SCHEMA,
-    RUN_SCHEMA,
-    STEP_METRICS_SCHEMA,
-    SWEEP_SCHEMA,
-    TRIAL_SCHEMA,
-)
+from grpo_core.store.tables import TABLES, TableSpec
 
 __all__ = ["CATALOG_FILE", "SQL_DIR", "connect", "load_sql", "query"]
 
@@ -52,19 +47,9 @@ log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.duckdb"
 SQL_DIR = Path(__file__).with_name("sql")
 
-# Parquet-backed tables: name -> (glob under the store root, the writer's schema).
-SOURCES: dict[str, tuple[str, pa.Schema]] = {
-    "runs": ("runs/*.parquet", RUN_SCHEMA),
-    "rollouts": ("rollouts/*/*.parquet", ROLLOUT_SCHEMA),
-    "step_metrics": ("step_metrics/*/*.parquet", STEP_METRICS_SCHEMA),
-    "prm_labels": ("prm_labels/*/*.parquet", PRM_LABEL_SCHEMA),
-    "prm_metrics": ("prm_metrics/*/*.parquet", PRM_METRICS_SCHEMA),
-    "sweeps": ("sweeps/*.parquet", SWEEP_SCHEMA),
-    "trials": ("trials/*/*.parquet", TRIAL_SCHEMA),
-}
-# Defined after the sources, in this order (later ones read earlier ones).
+# Defined after the store tables' views, in this order (later ones read earlier ones).
 DERIVED = (
-    "step_metrics_wide",  # needs the metric names, so it is defined once the sources read the files
+    "step_metrics_wide",  # needs the metric names, so it is defined once the tables' views read the files
     "evals",
     "curves",
     "run_info",
@@ -152,22 +137,38 @@ def _define(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool) -> N
     defined over the empty typed tables (cheap), and only then are the _{name}_files views pointed at
     the files. Views are re-bound when queried, so they then read the files."""
     temp = "temp " if temporary else ""
-    for name, (_, schema) in SOURCES.items():
-        con.register("_empty_arrow", schema.empty_table())
-        con.execute(f"create or replace {temp}table _{name}_empty as from _empty_arrow")
+    for spec in TABLES.values():
+        con.register("_empty_arrow", spec.schema.empty_table())
+        con.execute(f"create or replace {temp}table _{spec.name}_empty as from _empty_arrow")
         con.unregister("_empty_arrow")
-        con.execute(f"create or replace {temp}view _{name}_files as from _{name}_empty")
-        con.execute(_ddl(name, temporary))
+        con.execute(f"create or replace {temp}view _{spec.name}_files as from _{spec.name}_empty")
+        if (SQL_DIR / f"{spec.name}.sql").exists():
+            con.execute(_ddl(spec.name, temporary))
+        else:
+            con.execute(f"create or replace {temp}view {spec.name} as from _{spec.name}_files")
+        _comment(con, spec)
     for name in DERIVED:
         if name != "step_metrics_wide":
             con.execute(_ddl(name, temporary))
-    for name, (glob, _) in SOURCES.items():
-        if next(root.glob(glob), None) is not None:  # read_parquet fails on a glob that matches nothing
-            source = f"read_parquet({_literal(root / glob)}, union_by_name = true)"
-            con.execute(f"create or replace {temp}view _{name}_files as from {source}")
+    for spec in TABLES.values():
+        if next(root.glob(spec.glob), None) is not None:  # read_parquet fails on a glob that matches nothing
+            source = f"read_parquet({_literal(root / spec.glob)}, union_by_name = true)"
+            con.execute(f"create or replace {temp}view _{spec.name}_files as "
+                        f"from {source} union all by name from _{spec.name}_empty")
     metrics = [m for (m,) in con.execute("select distinct metric from step_metrics order by metric").fetchall()]
     sql = _ddl("step_metrics_wide", temporary)
     con.execute(sql.replace("{{ metrics }}", ", ".join(_literal(m) for m in metrics)))
+
+
+def _comment(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+    """The spec's docs as comments on its view: the table's on the view, each stored column's on the view
+    column of that name. Columns the view derives are commented by its sql/{name}.sql."""
+    shown = {column for (column, *_) in con.execute(f"describe {spec.name}").fetchall()}
+    statements = [f"comment on view {spec.name} is {_literal(spec.doc)}"]
+    statements += [
+        f"comment on column {spec.name}.{c.name} is {_literal(c.doc)}" for c in spec.columns if c.name in shown
+    ]
+    con.execute(";\n".join(statements))
 
 
 def _ddl(name: str, temporary: bool) -> str:

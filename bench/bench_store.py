@@ -6,7 +6,7 @@
 Builds a synthetic store shaped like iterative GRPO sweeps: 10 runs (trials), each with train steps
 (G=16 samples for each of 625 questions) and, at the same steps, evaluations (64 samples + 1 greedy
 completion for each of 154 problems). Half the files are train and half eval by default. Writer
-processes (parallel sweep trials) write to one root at once through grpo_core.store.writer.Store; then one
+processes (parallel sweep trials) write to one root at once through grpo_core.store.Store; then one
 catalog connection times the queries. Target: each query under 2 s on a 2-core machine.
 """
 
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.store.writer import Store  # noqa: E402
+from grpo_core.store import Store  # noqa: E402
 
 N_RUNS = 10
 GROUP_SIZE = 16  # G, train samples per question

@@ -14,8 +14,8 @@ from statistics import mean
 import duckdb
 import pytest
 
-from analysis.catalog import DERIVED, SOURCES, connect, load_sql, query
-from grpo_core.store.writer import PRM_LABEL_SCHEMA, ROLLOUT_SCHEMA, Store
+from analysis.catalog import DERIVED, connect, load_sql, query
+from grpo_core.store import PRM_LABELS, ROLLOUTS, TABLES, Store
 
 
 def row(**overrides) -> dict:
@@ -121,23 +121,23 @@ def test_every_view_and_macro_works_on_an_empty_store(tmp_path):
     con = connect(tmp_path / "store")
     assert (tmp_path / "store" / "catalog.duckdb").exists()
     expected_columns = {
-        "runs": ["run_id", "trial_id", "name", "config_json", "config", "git_sha", "versions", "status",
-                 "created_at", "updated_at"],
-        "rollouts": ROLLOUT_SCHEMA.names,
+        "runs": ["run_id", "trial_id", "name", "config_json", "config", "git_sha", "code_fingerprint", "versions",
+                 "status", "created_at", "updated_at"],
+        "rollouts": ROLLOUTS.schema.names,
         "step_metrics": ["run_id", "trial_id", "iteration", "step", "metric", "namespace", "value", "created_at"],
-        "prm_labels": [*PRM_LABEL_SCHEMA.names[:-1], "is_last_step", "created_at"],
+        "prm_labels": [*PRM_LABELS.schema.names[:-1], "is_last_step", "created_at"],
         "prm_metrics": ["run_id", "trial_id", "iteration", "epoch", "metric", "namespace", "value", "created_at"],
         "sweeps": ["sweep", "storage", "sampler", "pruner", "direction", "objective", "space", "config", "status",
                    "n_trials", "best_trial", "best_value", "report_path", "created_at", "updated_at"],
         "trials": ["sweep", "trial_number", "trial_id", "run_id", "state", "params", "value", "intermediate",
                    "wall_s", "error", "retry_of", "created_at", "updated_at"],
     }
-    assert expected_columns.keys() == SOURCES.keys()
+    assert expected_columns.keys() == TABLES.keys()
     for name, columns in expected_columns.items():
         assert [c for (c,) in con.sql(f"select column_name from (describe {name})").fetchall()] == columns
         assert con.sql(f"select count(*) from {name}").fetchall() == [(0,)]
     rollout_columns = con.sql("select column_name, column_type from (describe rollouts)").fetchall()
-    assert [c for c, _ in rollout_columns] == ROLLOUT_SCHEMA.names
+    assert [c for c, _ in rollout_columns] == ROLLOUTS.schema.names
     assert dict(rollout_columns)["step_rewards"] == "DOUBLE[]"
     assert dict(rollout_columns)["created_at"] == "TIMESTAMP WITH TIME ZONE"
     wide = con.sql("select column_name from (describe step_metrics_wide)").fetchall()
@@ -171,6 +171,76 @@ def test_load_sql_reads_one_definition_by_name():
         load_sql("nope")
     with pytest.raises(ValueError):
         load_sql("../catalog")
+
+
+# -- the table specs: one path for writer and reader, docs visible from SQL ----------------------------
+def write_one_of_each(store: Store) -> dict[str, list[Path]]:
+    """One write to every store table; the paths the writer returned, by table name."""
+    trial = {"sweep": "s1", "trial_number": 3, "trial_id": "s1-3", "run_id": "r", "state": "COMPLETE",
+             "params_json": "{}", "value": 0.5, "intermediate_json": "{}", "wall_s": 1.0, "error": None,
+             "retry_of": None}
+    sweep = {"sweep": "s1", "storage": "j.log", "sampler": "tpe", "pruner": "none", "direction": "maximize",
+             "objective": "maj@16", "space_json": "{}", "config_json": "{}", "status": "running", "n_trials": 1,
+             "best_trial": 3, "best_value": 0.5, "report_path": None}
+    label = {"problem_id": "p", "solution_index": 0, "step_index": 0, "step_text": "s", "prompt": "q",
+             "hard": True, "soft": 1.0, "exact": None, "n_completions": 0, "completions_correct": 0}
+    return {
+        "runs": [store.write_run("r", trial_id="s1-3", name="r", config={}, code_fingerprint="fp")],
+        "rollouts": [store.write_rollouts([row()], run_id="r", iteration=1, step=2, split=split)
+                     for split in ("train", "eval")],
+        "step_metrics": [store.write_step_metrics({"train/kl": 0.5}, run_id="r", trial_id="s1-3", iteration=1, step=2)],
+        "prm_labels": [store.write_prm_labels([label], run_id="r", iteration=1)],
+        "prm_metrics": [store.write_prm_metrics({"prm/x": 0.5}, run_id="r", iteration=1, epoch=2, model=m)
+                        for m in ("prm", "orm")],
+        "sweeps": [store.write_sweep(sweep)],
+        "trials": [store.write_trial(trial)],
+    }
+
+
+def test_every_table_is_written_where_its_view_reads(tmp_path):
+    paths = write_one_of_each(Store(tmp_path))
+    assert paths.keys() == TABLES.keys()
+    (tmp_path / "rollouts" / "r" / "notes.parquet").write_bytes(b"not the writer's")  # outside every pattern
+    con = connect(tmp_path)
+    for name, spec in TABLES.items():
+        assert sorted(tmp_path.glob(spec.glob)) == sorted(paths[name]), name
+        assert [p.relative_to(tmp_path).parts[0] for p in paths[name]] == [name] * len(paths[name])
+        assert con.sql(f"select count(*) from {name}").fetchall() == [(len(paths[name]),)], name
+    assert con.sql("select trial_id, code_fingerprint from runs").fetchall() == [("s1-3", "fp")]
+    for name in ("rollouts", "step_metrics", "prm_labels", "prm_metrics"):  # the run's trial_id everywhere
+        assert con.sql(f"select distinct run_id, trial_id from {name}").fetchall() == [("r", "s1-3")], name
+    assert con.sql("select trial_id, run_id, value from trials").fetchall() == [("s1-3", "r", 0.5)]
+    con.close()
+
+
+def test_each_spec_documents_exactly_its_columns_one_line_each():
+    for spec in TABLES.values():
+        assert [c.name for c in spec.columns] == spec.schema.names, spec.name
+        for text in [spec.doc, *(c.doc for c in spec.columns)]:
+            assert text.strip() == text and text and "\n" not in text, spec.name
+        assert spec.glob.endswith(".parquet") and "{" not in spec.glob
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_docs_are_comments_visible_from_sql(tmp_path, read_only):
+    connect(tmp_path).close()  # with read_only the definitions are temporary, over the stored ones
+    con = connect(tmp_path, read_only=read_only)
+    database = "temp" if read_only else "catalog"
+    views = dict(con.sql("select view_name, comment from duckdb_views() where database_name = $db",
+                         params={"db": database}).fetchall())
+    comments = {(t, c): doc for t, c, doc in con.sql(
+        "select table_name, column_name, comment from duckdb_columns() where database_name = $db",
+        params={"db": database}).fetchall()}
+    for name, spec in TABLES.items():
+        assert views[name] == spec.doc
+        shown = [c for (t, c) in comments if t == name]
+        for column in spec.columns:
+            if column.name in shown:
+                assert comments[(name, column.name)] == column.doc, (name, column.name)
+        assert all(comments[(name, c)] for c in shown), name  # derived columns: commented by their .sql
+    assert comments[("rollouts", "kl")] == "mean per-token k3 estimate of KL(policy || reference); null when not computed"
+    assert "versions->>'$.torch'" in comments[("runs", "versions")]
+    con.close()
 
 
 # -- Pass@K and Maj@K: hand counts ----------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.catalog import query
-from grpo_core.store.writer import SchemaError, Store
+from grpo_core.store import SchemaError, Store
 from prm.data import solutions_from_rows
 
 
@@ -48,7 +48,7 @@ def test_write_prm_labels_rejects_bad_rows(tmp_path):
         del r["step_text"]
     with pytest.raises(SchemaError, match="missing column.*'step_text'"):
         store.write_prm_labels(rows, run_id="r1", iteration=0)
-    with pytest.raises(SchemaError, match="column 'iteration' must equal the argument iteration=0"):
+    with pytest.raises(SchemaError, match="column 'iteration' must equal iteration=0"):
         store.write_prm_labels([dict(r, iteration=3) for r in label_rows()], run_id="r1", iteration=0)
     assert not (tmp_path / "prm_labels").exists() or not list((tmp_path / "prm_labels").rglob("*.parquet"))
 

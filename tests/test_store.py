@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.catalog import connect, query
-from grpo_core.store.writer import ROLLOUT_SCHEMA, STEP_METRICS_SCHEMA, SchemaError, Store
+from grpo_core.store import ROLLOUTS, RUNS, STEP_METRICS, SchemaError, Store
 
 
 def rollout_row(**overrides) -> dict:
@@ -66,7 +66,7 @@ def test_write_rollouts_layout_types_and_filled_columns(tmp_path):
     path = store.write_rollouts(group_rows(2, 3), run_id="run-1", iteration=1, step=12, split="train")
     assert path == tmp_path / "rollouts" / "run-1" / "it001-step000012-train.parquet"
     table = pq.read_table(path)
-    assert table.schema.remove_metadata() == ROLLOUT_SCHEMA
+    assert table.schema.remove_metadata() == ROLLOUTS.schema
     assert table.num_rows == 6
     for column, value in [("run_id", "run-1"), ("trial_id", "7"), ("iteration", 1), ("step", 12), ("split", "train")]:
         assert set(table.column(column).to_pylist()) == {value}, column
@@ -99,7 +99,7 @@ def test_trial_id_without_run_record_is_null(tmp_path):
 def test_empty_step_writes_an_empty_typed_file(tmp_path):
     path = Store(tmp_path).write_rollouts([], run_id="r", iteration=0, step=0, split="train")
     table = pq.read_table(path)
-    assert table.num_rows == 0 and table.schema.remove_metadata() == ROLLOUT_SCHEMA
+    assert table.num_rows == 0 and table.schema.remove_metadata() == ROLLOUTS.schema
 
 
 def test_write_run_replaces_and_keeps_created_at(tmp_path):
@@ -119,14 +119,91 @@ def test_write_run_replaces_and_keeps_created_at(tmp_path):
 
 
 def test_step_metrics_long_format(tmp_path):
-    path = Store(tmp_path).write_step_metrics(
+    store = Store(tmp_path)
+    store.write_run("r", trial_id="t", name="n", config={})
+    path = store.write_step_metrics(
         {"train/kl": 0.02, "rollout/reward_mean": 0.5, "time/generate_s": 3}, run_id="r", trial_id="t", iteration=2, step=7
     )
     assert path == tmp_path / "step_metrics" / "r" / "it002-step000007.parquet"
     table = pq.read_table(path)
-    assert table.schema.remove_metadata() == STEP_METRICS_SCHEMA
+    assert table.schema.remove_metadata() == STEP_METRICS.schema
     got = {r["metric"]: r["value"] for r in table.to_pylist()}
     assert got == {"train/kl": 0.02, "rollout/reward_mean": 0.5, "time/generate_s": 3.0}
+    assert set(table.column("trial_id").to_pylist()) == {"t"}
+
+
+def test_step_and_prm_metrics_share_one_long_format(tmp_path):
+    """The same metrics written as step metrics and as reward-model metrics give the same rows, but for
+    the index column (step vs epoch) and the write time."""
+    store = Store(tmp_path)
+    store.write_run("r", trial_id="t3", name="n", config={})
+    metrics = {"train/kl": np.float32(0.25), "rollout/reward_mean": 1, "time/generate_s": 2.5}
+    step = pq.read_table(store.write_step_metrics(metrics, run_id="r", trial_id="t3", iteration=4, step=9))
+    prm = pq.read_table(store.write_prm_metrics(metrics, run_id="r", iteration=4, epoch=9))
+    assert step.drop(["step", "created_at"]).equals(prm.drop(["epoch", "created_at"]))
+    assert step.column("step").to_pylist() == prm.column("epoch").to_pylist() == [9, 9, 9]
+    assert step.select(["trial_id", "metric", "value"]).to_pylist() == [
+        {"trial_id": "t3", "metric": "train/kl", "value": 0.25},
+        {"trial_id": "t3", "metric": "rollout/reward_mean", "value": 1.0},
+        {"trial_id": "t3", "metric": "time/generate_s", "value": 2.5},
+    ]
+
+
+# -- trial_id: always the run's ---------------------------------------------------------------------
+def test_every_run_scoped_table_takes_trial_id_from_the_run_record(tmp_path):
+    store = Store(tmp_path)
+    store.write_run("r", trial_id="t7", name="n", config={})
+    paths = [
+        store.write_rollouts(group_rows(1, 2), run_id="r", iteration=0, step=0, split="train"),
+        store.write_step_metrics({"train/kl": 0.1}, run_id="r", trial_id="t7", iteration=0, step=0),
+        store.write_prm_metrics({"prm/train_loss": 0.1}, run_id="r", iteration=0, epoch=1),
+        store.write_prm_labels([], run_id="r", iteration=0),
+    ]
+    assert [pq.read_table(p).column("trial_id").to_pylist() for p in paths] == [["t7", "t7"], ["t7"], ["t7"], []]
+    # a fresh Store (another process) finds the same trial_id in the record
+    again = Store(tmp_path).write_prm_metrics({"prm/x": 1.0}, run_id="r", iteration=1, epoch=0)
+    assert pq.read_table(again).column("trial_id").to_pylist() == ["t7"]
+
+
+@pytest.mark.parametrize("given", [None, "t8"])
+def test_a_trial_id_that_disagrees_with_the_run_record_is_rejected(tmp_path, given):
+    store = Store(tmp_path)
+    store.write_run("r", trial_id="t7", name="n", config={})
+    with pytest.raises(SchemaError, match=r"column 'trial_id' must equal trial_id='t7'"):
+        store.write_step_metrics({"train/kl": 0.1}, run_id="r", trial_id=given, iteration=0, step=0)
+    with pytest.raises(SchemaError, match=r"column 'trial_id' must equal trial_id='t7'"):
+        store.write_rollouts([rollout_row(trial_id=given)], run_id="r", iteration=0, step=0, split="train")
+    with pytest.raises(SchemaError, match=r"column 'trial_id' must equal trial_id=None"):
+        store.write_step_metrics({"train/kl": 0.1}, run_id="no-record", trial_id="t7", iteration=0, step=0)
+    assert not list(tmp_path.glob("*/*/*.parquet"))
+
+
+# -- read_run and code_fingerprint --------------------------------------------------------------------
+def test_read_run_round_trips_code_fingerprint(tmp_path):
+    store = Store(tmp_path)
+    assert store.read_run("r") is None
+    store.write_run("r", trial_id="t1", name="n", config={"g": 4}, code_fingerprint="sha256:abc123")
+    run = store.read_run("r")
+    assert run is not None and list(run) == RUNS.schema.names
+    assert [run[c] for c in ("run_id", "trial_id", "code_fingerprint", "status")] == ["r", "t1", "sha256:abc123", "running"]
+    assert json.loads(run["config_json"]) == {"g": 4}
+    store.write_run("r", trial_id="t1", name="n", config={"g": 4}, status="finished")  # no fingerprint given
+    assert Store(tmp_path).read_run("r")["code_fingerprint"] is None
+    assert query(tmp_path, "select code_fingerprint, status from runs").to_pylist() == [
+        {"code_fingerprint": None, "status": "finished"}]
+
+
+def test_runs_written_before_code_fingerprint_stay_readable(tmp_path):
+    store = Store(tmp_path)
+    path = store.write_run("old", trial_id="t2", name="n", config={})
+    pq.write_table(pq.read_table(path).drop(["code_fingerprint"]), path)  # a file from before the column
+    run = store.read_run("old")
+    assert run["code_fingerprint"] is None and run["trial_id"] == "t2"
+    assert query(tmp_path, "select run_id, code_fingerprint from runs").to_pylist() == [
+        {"run_id": "old", "code_fingerprint": None}]
+    store.write_run("new", trial_id=None, name="n", config={}, code_fingerprint="f00d")
+    got = query(tmp_path, "select run_id, code_fingerprint from runs order by run_id").to_pylist()
+    assert got == [{"run_id": "new", "code_fingerprint": "f00d"}, {"run_id": "old", "code_fingerprint": None}]
 
 
 # -- atomicity ----------------------------------------------------------------------------------
@@ -196,7 +273,7 @@ def test_readers_never_see_a_partial_step(tmp_path):
         (lambda r: r.update(n_tokens="many"), "column 'n_tokens'"),
         (lambda r: r.update(correct=None), "column 'correct' has 2 null"),
         (lambda r: r.update(decoding="beam"), "column 'decoding' must be one of"),
-        (lambda r: r.update(step=4), "column 'step' must equal the argument step=3"),
+        (lambda r: r.update(step=4), "column 'step' must equal step=3"),
     ],
 )
 def test_schema_errors_name_the_column(tmp_path, mutate, message):

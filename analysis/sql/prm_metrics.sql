@@ -1,21 +1,20 @@
--- prm_metrics: reward-model metrics in long format, one row per (run, iteration, epoch, metric).
--- Reads _prm_metrics_files, which analysis/catalog.py defines over {root}/prm_metrics/*/*.parquet
--- (one file per run, iteration, model and epoch; or an empty table of the same schema while there are none).
--- The writer is grpo_core.store.writer.Store.write_prm_metrics.
+-- prm_metrics: the stored reward-model metrics plus their namespace. analysis/catalog.py defines
+-- _prm_metrics_files over the files, and comments the stored columns from grpo_core.store.tables.PRM_METRICS.
 create or replace view prm_metrics as
 with source as (
     from _prm_metrics_files
 ),
 final as (
     select
-        run_id,                                   -- run (runs.run_id)
-        trial_id,                                 -- sweep trial id; null outside sweeps
-        iteration,                                -- iterative-RL iteration the reward model was (re)trained in
-        epoch,                                    -- 0 = labelling ('prm/label_*'), 1.. = training epochs
-        metric,                                   -- namespaced name: 'prm/eval_auc_exact', 'orm/train_loss', ...
-        split_part(metric, '/', 1) as namespace,  -- 'prm' (process RM) or 'orm' (outcome RM)
-        value,                                    -- the metric's value after that epoch
-        created_at                                -- when the epoch's file was written (UTC)
+        run_id,
+        trial_id,
+        iteration,
+        epoch,
+        metric,
+        split_part(metric, '/', 1) as namespace,
+        value,
+        created_at
     from source
 )
-select * from final
+select * from final;
+comment on column prm_metrics.namespace is 'the part of metric before the first ''/'': ''prm'' (process RM) or ''orm'' (outcome RM)';

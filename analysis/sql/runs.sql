@@ -1,22 +1,24 @@
--- runs: one row per training run (one Parquet file per run, replaced when its status changes).
--- Reads _runs_files, which analysis/catalog.py defines over {root}/runs/*.parquet
--- (or over an empty table of the same schema while there are no files yet).
+-- runs: the run records with their JSON text parsed. analysis/catalog.py defines _runs_files over the
+-- files, and comments the view and its stored columns from grpo_core.store.tables.RUNS.
 create or replace view runs as
 with source as (
     from _runs_files
 ),
 final as (
     select
-        run_id,                          -- unique run id, the key every other table joins on
-        trial_id,                        -- Optuna sweep trial id; null for a run outside a sweep
-        name,                            -- human-readable run name
-        config_json,                     -- the full run config (pydantic model dump) as JSON text
-        json(config_json) as config,     -- the same as JSON, e.g. config->>'$.grpo.beta'
-        git_sha,                         -- git HEAD of the working directory at launch; null outside git
-        json(versions_json) as versions, -- python and installed package versions, e.g. versions->>'$.torch'
-        status,                          -- 'running' until the run ends, then 'finished', 'failed' or 'pruned' (sweeps)
-        created_at,                      -- first write of this run (UTC)
-        updated_at                       -- last write of this run (UTC)
+        run_id,
+        trial_id,
+        name,
+        config_json,
+        json(config_json) as config,
+        git_sha,
+        code_fingerprint,
+        json(versions_json) as versions,
+        status,
+        created_at,
+        updated_at
     from source
 )
-select * from final
+select * from final;
+comment on column runs.config is 'config_json parsed as JSON, e.g. config->>''$.grpo.beta''';
+comment on column runs.versions is 'python and installed package versions (versions_json parsed as JSON), e.g. versions->>''$.torch''';

@@ -1,1 +1,35 @@
-"""The experiment store: Parquet tables written append-only, read by analysis.catalog."""
+"""The experiment store: Parquet tables written append-only by `Store`, read by analysis.catalog.
+
+Each table is specified once in `grpo_core.store.tables` (name, schema, path, column docs); `Store`
+writes its files there and the catalog builds its views and their comments from the same specs.
+"""
+
+from grpo_core.store.tables import (
+    PRM_LABELS,
+    PRM_METRICS,
+    ROLLOUTS,
+    RUNS,
+    STEP_METRICS,
+    SWEEPS,
+    TABLES,
+    TRIALS,
+    Column,
+    TableSpec,
+)
+from grpo_core.store.validate import SchemaError
+from grpo_core.store.writer import Store
+
+__all__ = [
+    "PRM_LABELS",
+    "PRM_METRICS",
+    "ROLLOUTS",
+    "RUNS",
+    "STEP_METRICS",
+    "SWEEPS",
+    "TABLES",
+    "TRIALS",
+    "Column",
+    "SchemaError",
+    "Store",
+    "TableSpec",
+]
