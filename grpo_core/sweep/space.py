@@ -38,7 +38,7 @@ __all__ = [
 class ParamSpec(BaseModel):
     """One searched knob: a list of choices, or a [low, high] range (log-uniform with log: true)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)  # as every section of grpo_core.config
 
     choices: list[bool | int | float | str | None] | None = Field(
         None, min_length=1, description="values to choose from (categorical); excludes low/high"
@@ -73,7 +73,7 @@ class ParamSpec(BaseModel):
             return list(self.choices)
         if self.step is None:
             raise ValueError("a continuous range has no finite list of values; give step or choices")
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        n = math.floor((self.high - self.low) / self.step + 1e-9)
         return [*self.extra, *(self.low + i * self.step for i in range(n + 1))]
 
 
