@@ -9,8 +9,9 @@ import pytest
 
 from grpo_core.config import SyntheticTaskConfig, TaskConfig
 from grpo_core.data import DataError, format_prompt, load_problems, load_task
-from grpo_core.data.loaders import hold_out, last_boxed, parse_gsm8k_answer
+from grpo_core.data.loaders import hold_out, parse_gsm8k_answer
 from grpo_core.data.problem import Problem
+from grpo_core.reward.verify import extract_answer
 
 DATA = Path(__file__).parent / "fixtures" / "data"
 GSM8K_ANSWERS = ["24", "3600", "-3", "3.75", "84", "5"]
@@ -45,20 +46,16 @@ def test_gsm8k_answer_rejects(text: str, reason: str) -> None:
         parse_gsm8k_answer(text)
 
 
-@pytest.mark.parametrize(
-    "text, boxed",
-    [
-        ("$\\boxed{2}$", "2"),
-        ("\\boxed{1} then \\boxed{\\frac{a}{b}}", "\\frac{a}{b}"),  # last one wins
-        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces do not nest
-        ("\\boxed{\\left\\{ x \\right.}", "\\left\\{ x \\right."),  # unmatched escaped brace
-        ("\\fbox{7}", "7"),
-        ("\\boxed{1} and \\boxed{\\frac{1}{2}", None),  # last one unbalanced: no fallback
-        ("no box", None),
-    ],
-)
-def test_last_boxed(text: str, boxed: str | None) -> None:
-    assert last_boxed(text) == boxed
+def test_math_gold_is_read_like_a_completion(tmp_path: Path) -> None:
+    """The loader's gold answer is what the verifier would extract (grpo_core.reward.answer)."""
+    solutions = {"spaced": "so $\\boxed {5}$", "escaped": "\\boxed{a\\}b}", "plain": "\\boxed{ 7 }"}
+    path = tmp_path / "math.jsonl"
+    rows = [{"id": k, "problem": "q " + k, "solution": v} for k, v in solutions.items()]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    answers = {p.problem_id: p.answer for p in load_problems(path, "math").problems}
+    assert answers == {"spaced": "5", "escaped": "a\\}b", "plain": "7"}
+    for problem_id, solution in solutions.items():
+        assert extract_answer(solution, "boxed") == answers[problem_id]
 
 
 # ---------------------------------------------------------------- formats

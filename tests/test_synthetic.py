@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from grpo_core.policy.bootstrap import sft_solutions
 from grpo_core.config import SyntheticTaskConfig
 from grpo_core.data.synthetic import exact_step_labels, generate_splits, make_problem
+from grpo_core.policy.bootstrap import sft_solutions
+from grpo_core.reward.verify import verify
 
 # 2, then "3 times as many", then "2 times as many", then "gets 5 more": gold 2*3*2+5 = 17
 PROBLEM = make_problem("p", 2, [("*", 3), ("*", 2), ("+", 5)], random.Random(0))
@@ -42,6 +43,12 @@ PROBLEM = make_problem("p", 2, [("*", 3), ("*", 2), ("+", 5)], random.Random(0))
 )
 def test_exact_step_labels(steps: list[str], labels: list[bool]) -> None:
     assert exact_step_labels(PROBLEM, steps) == labels
+
+
+@pytest.mark.parametrize("line", ["The answer is 17", "The answer is  17", "The answer is\t17.", "The answer is 16"])
+def test_answer_step_label_agrees_with_the_reward(line: str) -> None:
+    """The answer step's exact label and the outcome reward read the final line the same way."""
+    assert exact_step_labels(PROBLEM, [line]) == [verify(line, PROBLEM.answer, fmt="synthetic").correct]
 
 
 def test_exact_labels_accept_every_gold_solution() -> None:

@@ -69,6 +69,7 @@ def finishes(fn, *args, bound: float = BOUND_S):
         ("The answer is -12", "-12"),
         ("The answer is 3\nwait, no\nThe answer is 5.", "5"),  # last line wins
         ("  The answer is 5  ", "5"),
+        ("The answer is  5", "5"),  # as the synthetic task's step labels read it
         ("I think The answer is 5", None),  # must be its own line
         ("The answer is 5 apples", None),
         ("The answer is x", None),
@@ -108,6 +109,8 @@ def test_extract_gsm8k(text: str, expected: str | None) -> None:
         ("\\fbox{3}", "3"),
         ("\\boxed{\\boxed{4}}", "4"),
         ("$\\boxed 5$ done", "5"),  # MATH's "\boxed 5" form
+        ("\\boxed {5}", "5"),  # the same reading as the MATH loader's gold (grpo_core.reward.answer)
+        ("\\boxed{a\\}b}", "a\\}b"),  # an escaped brace does not close the box
         ("\\boxed{1} and finally \\boxed{\\frac{2}{3}", None),  # truncated last box
         ("\\boxed{}", None),
         ("\\boxedx{3}", None),

@@ -17,10 +17,9 @@ Layouts:
     the solution is the stripped answer text, ending with its `#### N` line
     (N as written there, commas included).
   - math: `problem`, `solution` holding `\\boxed{...}`. The gold answer is the
-    content of the last `\\boxed{` (or `\\fbox{`), read up to its matching brace
-    (escaped `\\{`/`\\}` do not count), as in Hendrycks et al.'s
-    `last_boxed_only_string` (github.com/hendrycks/math, math_equivalence.py).
-    The solution is kept as is.
+    content of the last box, read by `grpo_core.reward.answer.last_boxed`, the
+    same reading the verifier applies to completions (escaped `\\{`/`\\}` do
+    not count as braces). The solution is kept as is.
 
 A malformed row raises `DataError` naming the file, row and field; with
 `skip_bad_rows` it is skipped and returned in `LoadedSplit.skipped`.
@@ -37,8 +36,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grpo_core.config import TaskConfig
-from grpo_core.data.synthetic import generate_splits
 from grpo_core.data.problem import Problem
+from grpo_core.data.synthetic import generate_splits
+from grpo_core.reward.answer import last_boxed
 
 Layout = Literal["gsm8k", "math"]
 
@@ -48,7 +48,6 @@ HOLDOUT_FRACTION = 0.1  # share of train questions held out when task.test_path 
 
 _CALC_RE = re.compile(r"<<[^<>]*>>")  # GSM8K calculator annotation, e.g. <<48/2=24>>
 _GSM8K_NUMBER_RE = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")  # 72, 1,000, -3, 2.5
-_BOXED = ("\\boxed{", "\\fbox{")
 
 
 @dataclass
@@ -83,32 +82,6 @@ def _row_error(bad: BadRow, unit: str) -> DataError:
 
 # ----------------------------------------------------------------------------
 # Answer extraction
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) with balanced braces, else None.
-
-    Braces escaped as \\{ or \\} are literal characters and do not nest.
-    An unbalanced last \\boxed{ gives None (no fallback to an earlier one).
-    """
-    start = max(text.rfind(b) for b in _BOXED)
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2  # skip the escaped character (\{, \}, \\)
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[begin:i]
-        i += 1
-    return None
 
 
 def parse_gsm8k_answer(answer: str) -> tuple[str, str]:

@@ -17,10 +17,10 @@ import re
 
 from grpo_core.config import SyntheticTaskConfig
 from grpo_core.data.problem import Problem
+from grpo_core.reward.answer import ANSWER_PREFIX, answer_line
 
 NAMES = ("Ann", "Ben", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivy", "Jon")
 ITEMS = ("apples", "coins", "books", "shells", "stamps", "marbles", "cards", "pens")
-ANSWER_PREFIX = "The answer is "
 
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 _PHRASES = {
@@ -29,7 +29,6 @@ _PHRASES = {
     "*": "Then {name} ends up with {n} times as many.",
 }
 _STEP_RE = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
-_ANSWER_RE = re.compile(r"^\s*" + re.escape(ANSWER_PREFIX) + r"(-?\d+)\s*\.?\s*$")
 
 
 def _draw(rng: random.Random, cfg: SyntheticTaskConfig) -> tuple[int, list[tuple[str, int]]]:
@@ -125,9 +124,11 @@ def exact_step_labels(problem: Problem, steps: list[str]) -> list[bool]:
     the gold answer; so operations that commute may come in any order
     ("2 * 2 = 4", "4 * 3 = 12" for "3 times as many, then 2 times as many"),
     while a false equation is wrong even when its result happens to be right.
-    The answer step is correct iff it states the gold answer: after all the
-    operations, or before (a direct answer, or one that skips the rest of the
-    working, still reaches the answer). Anything after the answer is wrong.
+    The answer step is a line that `grpo_core.reward.answer.answer_line` reads
+    as "The answer is N", the reading the outcome reward uses too; it is correct
+    iff it states the gold answer: after all the operations, or before (a
+    direct answer, or one that skips the rest of the working, still reaches the
+    answer). Anything after the answer is wrong.
     """
     if problem.start is None:
         raise ValueError(f"{problem.problem_id}: exact step labels need a synthetic problem")
@@ -138,8 +139,8 @@ def exact_step_labels(problem: Problem, steps: list[str]) -> list[bool]:
     for text in steps:
         if not ok or done:
             ok = False
-        elif answer := _ANSWER_RE.match(text):
-            ok, done = int(answer[1]) == gold, True
+        elif (answer := answer_line(text)) is not None:
+            ok, done = int(answer) == gold, True
         elif remaining:
             m = _STEP_RE.match(text)
             ok = False

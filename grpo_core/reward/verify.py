@@ -11,15 +11,12 @@ on every sampled completion, so it has to be fast, and it reads untrusted model 
     verify("... so \\boxed{\\dfrac{1}{2}}.", "0.5").correct                   # True
     verify("#### 1,234", "1234", fmt="gsm8k").normalized                     # "1234"
 
-Formats (`extract_answer`; "auto" tries them in this order):
-- boxed: the content of the last `\\boxed{...}` / `\\fbox{...}`, braces balanced. Hendrycks et al.'s
-  MATH `last_boxed_only_string` does the same, so the brace counting includes escaped `\\{`. It also
-  takes `\\boxed 5` up to the next `$` or end of line. If the last box is unbalanced (a truncated
-  completion), the result is None and no earlier box is used.
-- gsm8k: the number after the last `#### `. The official GSM8K grader uses
-  `#### (\\-?[0-9\\.\\,]+)` (openai/grade-school-math); we also allow a `$`.
-- synthetic: the last line "The answer is N" (N an integer, optional trailing period), the same
-  pattern as `grpo_core.data.synthetic._ANSWER_RE`.
+Formats (`extract_answer`; "auto" tries them in this order), read by `grpo_core.reward.answer`, the
+rules the data loaders and the synthetic task's step labels use too:
+- boxed: the content of the last `\\boxed{...}` / `\\fbox{...}` (`answer.last_boxed`). If the last
+  box is unclosed (a truncated completion) or empty, there is no answer; no earlier box is used.
+- gsm8k: the number after the last `####` (`answer.last_gsm8k`).
+- synthetic: the last line "The answer is N" (`answer.last_answer_line`).
 Only the last MAX_SCAN_CHARS characters of a completion are read. Every format looks for the *last*
 occurrence, and a longer tail would only cost time.
 
@@ -75,6 +72,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from grpo_core.reward.answer import last_answer_line, last_boxed, last_gsm8k
+
 AnswerFormat = Literal["auto", "synthetic", "boxed", "gsm8k"]
 
 MAX_SCAN_CHARS = 8192  # only the last 8 KB of a completion is searched for an answer
@@ -104,57 +103,7 @@ class Verdict:
 # Extraction
 # --------------------------------------------------------------------------------------------
 
-# `[ \t]*` rather than `\s*`: with MULTILINE, `^\s*` would rescan runs of newlines (quadratic).
-_SYNTHETIC_RE = re.compile(r"^[ \t]*The answer is[ \t]+(-?\d+)[ \t]*\.?[ \t]*\r?$", re.MULTILINE)
-_GSM8K_RE = re.compile(r"####[ \t]*(-?[ \t]*(?:\\?\$)?[ \t]*-?(?:\d[\d,]*(?:\.\d+)?|\.\d+))")
-_BOXED_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-
-
-def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    match = None
-    for match in pattern.finditer(text):
-        pass
-    return match
-
-
-def _extract_synthetic(text: str) -> str | None:
-    match = _last_match(_SYNTHETIC_RE, text)
-    return match.group(1) if match else None
-
-
-def _extract_gsm8k(text: str) -> str | None:
-    match = _last_match(_GSM8K_RE, text)
-    return match.group(1).rstrip(",") if match else None
-
-
-def _extract_boxed(text: str) -> str | None:
-    match = _last_match(_BOXED_RE, text)
-    if match is None:
-        return None
-    i = match.end()
-    n = len(text)
-    while i < n and text[i] in " \t":
-        i += 1
-    if i >= n:
-        return None
-    if text[i] != "{":  # "\boxed 5$" form (Hendrycks' last_boxed_only_string)
-        end = i
-        while end < n and text[end] not in "$\n":
-            end += 1
-        return text[i:end].strip() or None
-    depth = 0
-    for j in range(i, n):  # linear scan for the matching brace
-        c = text[j]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j].strip() or None
-    return None  # unbalanced: truncated completion
-
-
-_EXTRACTORS = {"boxed": _extract_boxed, "gsm8k": _extract_gsm8k, "synthetic": _extract_synthetic}
+_EXTRACTORS = {"boxed": last_boxed, "gsm8k": last_gsm8k, "synthetic": last_answer_line}
 
 
 def extract_answer(text: str, fmt: AnswerFormat = "auto") -> str | None:
@@ -171,7 +120,7 @@ def extract_answer(text: str, fmt: AnswerFormat = "auto") -> str | None:
         tail = text[-MAX_SCAN_CHARS:]
         names = ("boxed", "gsm8k", "synthetic") if fmt == "auto" else (fmt,)
         for name in names:
-            answer = _EXTRACTORS[name](tail)
+            answer = _EXTRACTORS[name](tail) or None  # an empty box states nothing
             if answer is not None:
                 return answer if len(answer) <= MAX_ANSWER_CHARS else None
         return None
@@ -378,11 +327,15 @@ class _SlowPathWorker:
         self.restarts = 0  # kills after a timeout or a broken pipe (for tests and logging)
 
     def _spawn(self) -> None:
+        # The child imports grpo_core (for the answer rules), so it gets our package root on its path.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self._proc = subprocess.Popen(
             [sys.executable, "-P", os.path.abspath(__file__), "--slow-path-worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
         )
         self._ready = False
         self._buffer = b""
