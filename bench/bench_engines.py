@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.data.loaders import format_prompt  # noqa: E402
+from grpo_core.data.sampling import sample_questions  # noqa: E402
 from grpo_core.pipeline.stages import load_data, policy_dir  # noqa: E402
 from grpo_core.policy.load import load_policy  # noqa: E402
 from grpo_core.rollout import close_engine, make_engine  # noqa: E402
 from grpo_core.rollout.base import SamplingParams  # noqa: E402
-from grpo_core.training.trainer import sample_questions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINES = ("hf", "vllm")

@@ -31,16 +31,16 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.policy.bootstrap import build_policy  # noqa: E402
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.data.loaders import format_prompt  # noqa: E402
 from grpo_core.data.synthetic import generate_splits  # noqa: E402
-from grpo_core.policy.load import load_policy  # noqa: E402
+from grpo_core.policy.bootstrap import build_policy  # noqa: E402
+from grpo_core.policy.load import load_policy, load_tokenizer  # noqa: E402
 from grpo_core.rollout.base import SamplingParams  # noqa: E402
 from grpo_core.rollout.hf import HFEngine  # noqa: E402
 from prm.data import solutions_from_rows  # noqa: E402
 from prm.label import label_agreement, label_solutions  # noqa: E402
-from prm.model import RewardModel, load_tokenizer  # noqa: E402
+from prm.model import RewardModel  # noqa: E402
 from prm.score import make_step_scorer  # noqa: E402
 from prm.train import train  # noqa: E402
 

@@ -86,14 +86,16 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_core.policy.bootstrap import build_policy  # noqa: E402
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.data.synthetic import generate_splits  # noqa: E402
+from grpo_core.pipeline.iterate import first_reward_model_init  # noqa: E402
+from grpo_core.policy.bootstrap import build_policy  # noqa: E402
+from grpo_core.policy.load import load_tokenizer  # noqa: E402
 from prm.batch import collate, encode_solution  # noqa: E402
 from prm.data import load_label_file, save_label_file, solutions_from_rows  # noqa: E402
 from prm.label import label_agreement  # noqa: E402
-from prm.pipeline import first_init_dir, init_reward_model, label_policy_samples, train_reward_model  # noqa: E402
-from prm.model import RewardModel, load_tokenizer  # noqa: E402
+from prm.model import RewardModel  # noqa: E402
+from prm.pipeline import init_reward_model, label_policy_samples, train_reward_model  # noqa: E402
 from prm.score import solution_scores  # noqa: E402
 from prm.train import batch_logits, encode_all, evaluate, roc_auc  # noqa: E402
 
@@ -161,14 +163,14 @@ def main() -> None:
 
     prefix = "prm" if args.kind == "process" else "orm"
     sols = solutions_from_rows(eval_rows, cfg.prm.step_tag)
-    untrained, tok0 = init_reward_model(first_init_dir(cfg, policy), args.kind, "untrained", cfg.prm.surprise_features)
+    untrained, tok0 = init_reward_model(first_reward_model_init(cfg, policy), args.kind, "untrained", cfg.prm.surprise_features)
     eval_items = encode_all(sols, tok0, cfg.prm.step_tag, args.kind, "hard")
     m0 = evaluate(untrained, eval_items, tok0.pad_token_id, cfg.prm.batch_size, prefix)
     print(f"epoch 0 (untrained head): auc_exact={m0.get(f'{prefix}/eval_auc_exact', float('nan')):.3f} "
           f"auc_vs_labels={m0[f'{prefix}/eval_auc']:.3f}")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        _, history = train_reward_model(cfg, first_init_dir(cfg, policy), train_rows, [], Path(tmp) / "rm",
+        _, history = train_reward_model(cfg, first_reward_model_init(cfg, policy), train_rows, [], Path(tmp) / "rm",
                                         kind=args.kind, eval_labels=eval_rows)
         rm, tok = RewardModel.load(Path(tmp) / "rm"), load_tokenizer(Path(tmp) / "rm")
         b = collate([encode_solution(s, tok, cfg.prm.step_tag, args.kind) for s in sols], tok.pad_token_id)

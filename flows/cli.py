@@ -30,6 +30,7 @@ apply_offline_defaults()  # before torch or Prefect is imported
 from rich.table import Table
 
 from grpo_core.config import ConfigError, ExperimentConfig, commented_yaml, load_config
+from grpo_core.provenance import CodeChangedError
 
 console = Console()
 
@@ -40,7 +41,8 @@ EXAMPLE_SQL = (
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
-    return load_config(args.config, args.overrides)
+    allow = ["store.allow_code_change=true"] if getattr(args, "allow_code_change", False) else []
+    return load_config(args.config, [*args.overrides, *allow])
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -186,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. grpo.beta=0.0")
+        p.add_argument("--allow-code-change", action="store_true",
+                       help="continue a run that other code started (store.allow_code_change=true)")
         return p
 
     cfg = with_config(sub.add_parser("config", help="print the resolved configuration"))
@@ -218,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.fn(args)
-    except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
+    except (ConfigError, CodeChangedError) as err:
+        console.print(str(err), style="red", markup=False, highlight=False)
         return 2
     return 0
 

@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger  # noqa: E402
 from flows import tasks  # noqa: E402
 from flows.report import publish_report  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
+from grpo_core.pipeline.iterate import run_iterations  # noqa: E402
 
 
 @flow(name="grpo", flow_run_name="single-{cfg.run_name}", log_prints=True)
@@ -25,7 +26,7 @@ def grpo_single(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None
     before = tasks.evaluate(cfg, policy, run_id, 0, 0, trial_id)
     policy = tasks.grpo(cfg, policy, run_id, 1, None, trial_id)
     after = tasks.evaluate(cfg, policy, run_id, 1, cfg.grpo.steps, trial_id)
-    tasks.start_run(cfg, trial_id, "finished")
+    tasks.finish_run(cfg, trial_id)
     return {"run_id": run_id, "policy": policy, "evals": {0: before, 1: after}}
 
 
@@ -36,17 +37,18 @@ def grpo_iterative(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | N
     steps, then evaluates (greedy, Pass@K, Maj@K). Ends with the RL-effects report
     (<runs_dir>/<run_id>/report/, and a Prefect artifact)."""
     log = get_run_logger()
+
+    def log_evaluation(iteration: int, evaluation: dict[str, float]) -> bool:
+        log.info("iteration %d: %s", iteration, {k: round(v, 3) for k, v in evaluation.items()})
+        return False
+
     run_id = tasks.start_run(cfg, trial_id)
-    policy = tasks.bootstrap_policy(cfg)
-    evals = {0: tasks.evaluate(cfg, policy, run_id, 0, 0, trial_id)}
-    reward_model = None
-    for it in range(1, cfg.iterative.iterations + 1):
-        policy, reward_model, evals[it] = tasks.run_iteration(cfg, policy, reward_model, run_id, it, trial_id)
-        log.info("iteration %d: %s", it, {k: round(v, 3) for k, v in evals[it].items()})
-    tasks.start_run(cfg, trial_id, "finished")
+    result = run_iterations(cfg, tasks.TASKS, run_id, trial_id=trial_id, on_evaluation=log_evaluation)
+    tasks.finish_run(cfg, trial_id)
     report = publish_report(cfg, [run_id])
     log.info("report: %s", report["html"])
-    return {"run_id": run_id, "policy": policy, "reward_model": reward_model, "evals": evals, "report": report}
+    return {"run_id": run_id, "policy": result.policy, "reward_model": result.reward_model, "evals": result.evals,
+            "report": report}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from prefect import flow  # noqa: E402
 from analysis.catalog import query  # noqa: E402
 from flows import tasks  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
-from prm.pipeline import first_init_dir  # noqa: E402
+from grpo_core.pipeline.iterate import first_reward_model_init  # noqa: E402
 
 ITERATION = 1  # the store's iteration number of the labels and the PRM
 
@@ -35,8 +35,9 @@ def prm_train(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None =
     run_id = tasks.start_run(prm_cfg, trial_id)
     policy = tasks.bootstrap_policy(cfg)
     steps = tasks.label_steps(prm_cfg, policy, run_id, ITERATION)
-    reward_model = tasks.train_reward_model(prm_cfg, str(first_init_dir(cfg, policy)), run_id, ITERATION)
-    tasks.start_run(prm_cfg, trial_id, "finished")
+    init = str(first_reward_model_init(cfg, policy))
+    reward_model = tasks.train_reward_model(prm_cfg, init, run_id, ITERATION)
+    tasks.finish_run(prm_cfg, trial_id)
     metrics = query(cfg.store.root, "select metric, value from prm_metrics where run_id = $run and iteration = $it "
                     "qualify epoch = max(epoch) over ()", {"run": run_id, "it": ITERATION}).to_pylist()
     result = {"run_id": run_id, "reward_model": reward_model, "label_steps": steps,

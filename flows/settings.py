@@ -19,6 +19,9 @@ OFFLINE_DEFAULTS = {
     "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "OMP_WAIT_POLICY": "PASSIVE",  # read when torch loads: idle threads sleep, not spin (2 shared cores)
+    # read when transformers loads (through huggingface_hub): per-load bars would drown the step progress
+    # in Prefect logs. An environment variable, so that a query (`grpo sql`) never imports transformers.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 
@@ -33,6 +36,3 @@ def apply_offline_defaults(work_dir: Path = Path("runs")) -> None:
     for name in filter(None, (n.strip() for n in os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"].split(","))):
         if logging.getLogger(name).level == logging.NOTSET:
             logging.getLogger(name).setLevel(logging.INFO)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-load bars drown the step progress in Prefect logs

@@ -52,6 +52,18 @@ def source_digest(roots: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def modules_digest(modules: tuple[str, ...]) -> str:
+    """SHA-256 (hex) over the source files of the named modules (e.g. the few a cached artifact is built by)."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"module {name!r} is not importable")
+        digest.update(f"{name}\0".encode())
+        digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()
+
+
 @functools.cache
 def code_fingerprint() -> str:
     """`src-` and the first 12 hex digits of the package sources' digest; computed once per process."""

@@ -47,14 +47,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from grpo_core.maths.batch import completion_logprobs
+from prm.batch import Kind
 
 RM_FORMAT = 2
 RM_INFO = "reward_model.json"
@@ -63,7 +64,6 @@ REFERENCE_DIR = "reference"
 SURPRISE_FEATURES = ("step_min_logprob", "prefix_min_logprob", "step_mean_logprob")
 SURPRISE_INIT = (0.0, 1.0, 0.0)  # initial head weights of SURPRISE_FEATURES
 MIN_LOGPROB = -20.0  # nats; token log-probs are clamped here before pooling
-Kind = Literal["process", "outcome"]
 
 
 def step_surprise(logprobs: torch.Tensor, ends: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -225,12 +225,3 @@ class RewardModel(torch.nn.Module):
         model.head.to(dtype)
         model.eval()
         return model
-
-
-def load_tokenizer(path: str | Path) -> Any:
-    """The tokenizer saved beside a reward model (or a policy): left padding, a pad token."""
-    tok = AutoTokenizer.from_pretrained(Path(path))
-    if tok.pad_token is None:
-        tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
-    tok.padding_side = "left"
-    return tok

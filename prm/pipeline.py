@@ -23,14 +23,15 @@ import torch
 from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
-from grpo_core.policy.load import load_policy
+from grpo_core.data.sampling import derive_seed
+from grpo_core.policy.load import load_policy, load_tokenizer
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
 from grpo_core.store.writer import Store
-from grpo_core.training.trainer import derive_seed
+from prm.batch import Kind
 from prm.data import LabelledSolution, solutions_from_rows
 from prm.label import LabelRow, label_agreement, label_solutions
-from prm.model import RM_INFO, Kind, RewardModel, load_tokenizer
+from prm.model import RM_INFO, RewardModel
 from prm.train import mix_replay, train
 
 log = logging.getLogger("prm")
@@ -107,11 +108,6 @@ def split_holdout(solutions: Sequence[LabelledSolution], fraction: float, seed: 
         k = min(max(k, 1), len(problems) - 1)  # keep at least one problem on each side
     held = set(random.Random(seed).sample(problems, k)) if k else set()
     return [s for s in solutions if s.problem_id not in held], [s for s in solutions if s.problem_id in held]
-
-
-def first_init_dir(cfg: ExperimentConfig, policy: Path | str) -> Path:
-    """The dir a run's first reward model starts from: prm.init_path if set, else the policy."""
-    return Path(cfg.prm.init_path or policy)
 
 
 def init_reward_model(init_dir: Path, kind: Kind, version: str, surprise: bool) -> tuple[RewardModel, Any]:

@@ -23,12 +23,13 @@ from typing import Any
 
 import torch
 
-from grpo_core.maths.batch import pack
 from grpo_core.data.problem import Problem
-from grpo_core.rollout.base import RolloutBatch
+from grpo_core.maths.batch import pack
 from grpo_core.maths.steps import step_token_ends
-from grpo_core.training.trainer import StepScorer
-from prm.model import RewardModel, load_tokenizer
+from grpo_core.policy.load import load_tokenizer
+from grpo_core.reward.process import StepScorer
+from grpo_core.rollout.base import RolloutBatch
+from prm.model import RewardModel
 
 
 def read_positions(ids: list[int], tokenizer: Any, delimiter: str, kind: str = "process"
@@ -93,7 +94,7 @@ def score_rollouts(
 
 
 def make_step_scorer(model: RewardModel, tokenizer: Any, delimiter: str = "\n", batch_size: int = 64) -> StepScorer:
-    """A grpo_core.training.trainer.StepScorer backed by `model` (problems are not needed to score)."""
+    """A grpo_core.reward.process.StepScorer backed by `model` (problems are not needed to score)."""
 
     def scorer(batch: RolloutBatch, problems: list[Problem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if len(problems) != len(batch):

@@ -17,10 +17,10 @@ new batch. Replay is by solution, never by single steps.
 With prm.fit_head (default) the head's bias and surprise-feature weights are
 first fitted to the labels, the backbone frozen (`fit_head`, logistic
 regression, after LP-FT's linear probe), so fine-tuning starts from calibrated
-scores. Without it, with few labels (the main job's 128 solutions an iteration)
-and a small lr, the head's bias hardly moves and the scores stay off-centre:
-held-out accuracy at 0.5 of 0.63-0.73 at AUC 0.84-0.87, and GRPO on those
-scores drifted to direct answers.
+scores. Without it, with few labels (the main job's labelling budget) and a
+small lr, the head's bias hardly moves and the scores rank steps well but stay
+off-centre (poor accuracy at 0.5), which GRPO with process supervision then
+optimises towards.
 
 Held-out metrics per epoch (`evaluate`): loss, step accuracy at 0.5 and ROC AUC
 against the hard labels, and against the exact labels where the task has them.
@@ -133,7 +133,7 @@ def fit_head(model: RewardModel, items: Sequence[Encoded], pad_id: int, batch_si
     over every labelled position, over (w_f, b); returns that objective at the fit. Fine-tuning
     then starts from calibrated scores and from feature weights that say how much the reference
     LM's surprise tells about the labels (little, for a weak reference). Fitting all of w on
-    128 labelled solutions overfits (held-out step AUC 0.85 -> 0.77).
+    the few labelled solutions of an iteration would overfit them (bench/prm_quality.py measures it).
     """
     was_training = model.training
     model.eval()
@@ -219,7 +219,7 @@ def train(
     prefix = "prm" if kind == "process" else "orm"
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
-        raise ValueError("the tokenizer has no pad token: load it with prm.model.load_tokenizer")
+        raise ValueError("the tokenizer has no pad token: load it with grpo_core.policy.load.load_tokenizer")
     if not train_solutions:
         raise ValueError("no labelled solutions to train on")
     train_items = encode_all(train_solutions, tokenizer, delimiter, kind, cfg.label)

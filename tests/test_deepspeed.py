@@ -13,7 +13,7 @@ from grpo_core.training.backend import deepspeed_config
 from grpo_core.config import load_config
 from grpo_core.store.writer import Store
 from grpo_core.training.trainer import train_grpo
-from tests.test_trainer import _cfg, _problems
+from tests.test_trainer import train_problems, trainer_config
 
 if not os.environ.get("CI"):
     pytest.importorskip("deepspeed")
@@ -24,8 +24,8 @@ SETTINGS = ["reward.functions={tests.helpers.rewards:ones: 1.0}", "grpo.lr=3e-3"
 
 
 def _run(tmp_path, policy, name, *extra):
-    cfg = _cfg(tmp_path / name, *SETTINGS, *extra)
-    return train_grpo(cfg, policy, _problems(cfg), Store(cfg.store.root), tmp_path / name / "run", run_id=name)
+    cfg = trainer_config(tmp_path / name, *SETTINGS, *extra)
+    return train_grpo(cfg, policy, train_problems(cfg), Store(cfg.store.root), tmp_path / name / "run", run_id=name)
 
 
 def test_config_takes_lr_clipping_and_batch_from_the_grpo_section():

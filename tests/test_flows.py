@@ -176,7 +176,7 @@ def _task_states(flow_run_name: str) -> list[tuple[str, str]]:
         assert len(done) == 1, [(r.name, r.state_name) for r in runs]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[done[0].id])))
     tasks.sort(key=lambda t: t.expected_start_time)
-    return [(t.name.rsplit("-", 1)[0], t.state.name) for t in tasks]
+    return [(t.name, t.state.name) for t in tasks]
 
 
 def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpoint(
@@ -223,9 +223,9 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
     # Finished stages came from Prefect's cache; the unfinished GRPO stage and what follows ran.
     assert _task_states("iterative-crash") == [
         ("start-run", "Completed"), ("bootstrap-policy", "Cached"),
-        ("evaluate", "Cached"), ("grpo", "Cached"), ("evaluate", "Cached"),  # iteration 0 eval, iteration 1
-        ("grpo", "Completed"), ("evaluate", "Completed"),  # iteration 2
-        ("start-run", "Completed"), ("write-report", "Completed"),  # the report always reads the store anew
+        ("evaluate-it0-step0", "Cached"), ("grpo-it1", "Cached"), (f"evaluate-it1-step{steps}", "Cached"),
+        ("grpo-it2", "Completed"), (f"evaluate-it2-step{steps}", "Completed"),  # iteration 2
+        ("finish-run-finished", "Completed"), ("write-report", "Completed"),  # the report always reads the store anew
     ]
     # ... so their store files were not rewritten, nor were iteration 2's steps up to the checkpoint.
     after = _mtimes(cfg.store.root)

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from grpo_core.maths.batch import pack, token_logprobs
 from grpo_core.config import PRMConfig
+from grpo_core.maths.batch import pack, token_logprobs
 from grpo_core.maths.steps import step_token_ends
+from grpo_core.policy.load import load_tokenizer
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
-from prm.model import MIN_LOGPROB, RewardModel, load_tokenizer, step_surprise
+from prm.model import MIN_LOGPROB, RewardModel, step_surprise
 from prm.train import HEAD_FIT_L2, batch_logits, evaluate, fit_head, train
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from grpo_core.maths.advantages import process_advantages
 from grpo_core.data.problem import Problem
-from grpo_core.rollout.base import RolloutBatch
+from grpo_core.maths.advantages import process_advantages
 from grpo_core.maths.steps import step_token_ends
+from grpo_core.policy.load import load_tokenizer
+from grpo_core.rollout.base import RolloutBatch
 from prm.batch import collate, encode_solution
 from prm.data import LabelledSolution
-from prm.model import RewardModel, load_tokenizer
+from prm.model import RewardModel
 from prm.score import make_step_scorer, read_positions, solution_scores
 from prm.train import batch_logits
 

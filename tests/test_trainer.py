@@ -21,7 +21,8 @@ from tests.helpers import rewards as helper_rewards
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cfg(tmp_path, *extra):
+def trainer_config(tmp_path, *extra):
+    """Small GRPO batches in `tmp_path`'s store and run dirs (the trainer tests' shared settings)."""
     return load_config(None, [
         f"store.root={tmp_path / 'store'}", f"store.runs_dir={tmp_path / 'runs'}", "logging.progress=false",
         "grpo.group_size=4", "grpo.questions_per_step=4", "grpo.minibatch_size=16", "grpo.steps=4",
@@ -34,15 +35,16 @@ def _train_rows(store_root: Path):
     return pq.read_table(files).to_pylist() if files else []
 
 
-def _problems(cfg):
+def train_problems(cfg):
+    """The synthetic task's train problems of `cfg`."""
     return generate_splits(cfg.task.synthetic, cfg.task.seed)[0]
 
 
 def train_on_learnable_target(tmp_path, policy_dir, *extra):
     """12 GRPO steps on the `ones` reward; asserts the mean reward rises and returns the result."""
-    cfg = _cfg(tmp_path, "reward.functions={tests.helpers.rewards:ones: 1.0}", "grpo.steps=12", "grpo.lr=3e-3",
+    cfg = trainer_config(tmp_path, "reward.functions={tests.helpers.rewards:ones: 1.0}", "grpo.steps=12", "grpo.lr=3e-3",
                "grpo.beta=0.0", "grpo.checkpoint_every=0", "grpo.group_size=8", "grpo.minibatch_size=32", *extra)
-    result = train_grpo(cfg, policy_dir, _problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="learn")
+    result = train_grpo(cfg, policy_dir, train_problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="learn")
     rewards = [h["rollout/reward_mean"] for h in result.history]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert last > first + 0.05 and last > 1.5 * first, rewards
@@ -54,8 +56,8 @@ def test_reward_rises_on_a_learnable_target(tmp_path, tiny_policy_dir):
 
 
 def test_every_rollout_stored_once_with_metrics(tmp_path, tiny_policy_dir):
-    cfg = _cfg(tmp_path)
-    train_grpo(cfg, tiny_policy_dir, _problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="r1")
+    cfg = trainer_config(tmp_path)
+    train_grpo(cfg, tiny_policy_dir, train_problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="r1")
     rows = _train_rows(cfg.store.root)
     assert len(rows) == 4 * 4 * 4  # steps x B x G
     keys = {(r["step"], r["group_index"], r["sample_index"]) for r in rows}
@@ -82,22 +84,22 @@ def test_every_rollout_stored_once_with_metrics(tmp_path, tiny_policy_dir):
     ("raises", "raised KeyError"), ("nan", "not finite"), ("short", "returned 15 values for 16 completions"),
 ])
 def test_bad_reward_functions_fail_the_step_and_keep_earlier_rows(tmp_path, tiny_policy_dir, fn, message):
-    cfg = _cfg(tmp_path, f"reward.functions={{tests.helpers.rewards:{fn}: 1.0}}")
+    cfg = trainer_config(tmp_path, f"reward.functions={{tests.helpers.rewards:{fn}: 1.0}}")
     with pytest.raises(RewardError, match=message) as err:
-        train_grpo(cfg, tiny_policy_dir, _problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="bad")
+        train_grpo(cfg, tiny_policy_dir, train_problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="bad")
     assert f"tests.helpers.rewards:{fn}" in str(err.value) and "syn-train-" in str(err.value)
 
 
 def test_crash_then_resume_continues_from_checkpoint_without_duplicates(tmp_path, tiny_policy_dir):
     helper_rewards.CALLS["n"] = 0
-    cfg = _cfg(tmp_path, "reward.functions={tests.helpers.rewards:fail_on_third_call: 1.0}")
+    cfg = trainer_config(tmp_path, "reward.functions={tests.helpers.rewards:fail_on_third_call: 1.0}")
     store, run_dir = Store(cfg.store.root), tmp_path / "run"
     with pytest.raises(RewardError, match="crash at step 3"):
-        train_grpo(cfg, tiny_policy_dir, _problems(cfg), store, run_dir, run_id="crash")
+        train_grpo(cfg, tiny_policy_dir, train_problems(cfg), store, run_dir, run_id="crash")
     assert {r["step"] for r in _train_rows(cfg.store.root)} == {1, 2}
     step2 = sorted((cfg.store.root / "rollouts").rglob("*step000002-train.parquet"))[0]
     mtime = step2.stat().st_mtime_ns
-    result = train_grpo(cfg, tiny_policy_dir, _problems(cfg), store, run_dir, run_id="crash")
+    result = train_grpo(cfg, tiny_policy_dir, train_problems(cfg), store, run_dir, run_id="crash")
     assert [h["step"] for h in result.history] == [3, 4]  # resumed after the step-2 checkpoint
     assert step2.stat().st_mtime_ns == mtime
     rows = _train_rows(cfg.store.root)
@@ -137,9 +139,9 @@ def test_process_supervision_adds_the_configured_outcome_reward_to_the_last_step
         ends = torch.tensor([[0, max(0, len(ids) - 1)] for ids in batch.completion_ids])
         return torch.tensor([[0.25, 0.5]] * n), torch.ones(n, 2, dtype=torch.bool), ends
 
-    cfg = _cfg(tmp_path, "grpo.supervision=process", "grpo.process_outcome_weight=0.5", "grpo.steps=2",
+    cfg = trainer_config(tmp_path, "grpo.supervision=process", "grpo.process_outcome_weight=0.5", "grpo.steps=2",
                "reward.functions={correct: 1.0, tests.helpers.rewards:ones: 1.0}")
-    train_grpo(cfg, tiny_policy_dir, _problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="ps",
+    train_grpo(cfg, tiny_policy_dir, train_problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="ps",
                step_scorer=two_steps, reward_model="const")
     rows = _train_rows(cfg.store.root)
     assert len(rows) == 2 * 4 * 4

@@ -9,7 +9,7 @@ from pathlib import Path
 from grpo_core.training.loggers import NullTracker, make_tracker, mirror
 from grpo_core.store.writer import Store
 from grpo_core.training.trainer import train_grpo
-from tests.test_trainer import _cfg, _problems
+from tests.test_trainer import train_problems, trainer_config
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of (crc32c u32, length u16, type u8) records
@@ -58,16 +58,16 @@ def test_off_by_default_without_importing_wandb(tmp_path):
             f"t = make_tracker(load_config(), __import__('pathlib').Path({str(tmp_path)!r}), name='x'); "
             "assert type(t).__name__ == 'NullTracker' and 'wandb' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
-    assert isinstance(make_tracker(_cfg(tmp_path), tmp_path, name="x"), NullTracker)
+    assert isinstance(make_tracker(trainer_config(tmp_path), tmp_path, name="x"), NullTracker)
 
 
 def test_offline_run_holds_every_step_metric_and_wandb_is_torn_down(tmp_path, tiny_policy_dir, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.delenv(var, raising=False)  # the tracker sets them; monkeypatch restores them afterwards
-    cfg = _cfg(tmp_path, "grpo.steps=2", "grpo.checkpoint_every=0", "logging.wandb=true")
+    cfg = trainer_config(tmp_path, "grpo.steps=2", "grpo.checkpoint_every=0", "logging.wandb=true")
     run_dir = tmp_path / "run"
-    result = train_grpo(cfg, tiny_policy_dir, _problems(cfg), Store(cfg.store.root), run_dir, run_id="wb")
+    result = train_grpo(cfg, tiny_policy_dir, train_problems(cfg), Store(cfg.store.root), run_dir, run_id="wb")
     import wandb.sdk.wandb_setup as wandb_setup
 
     assert wandb_setup._singleton is None  # wandb.teardown() ran: no service process is left
@@ -90,7 +90,7 @@ def test_mirror_logs_report_figures_as_images(tmp_path, monkeypatch):
     plt.plot([1, 2, 4], [0.4, 0.5, 0.6])
     plt.savefig(png)
     plt.close("all")
-    cfg = _cfg(tmp_path, "logging.wandb=true")
+    cfg = trainer_config(tmp_path, "logging.wandb=true")
     mirror(cfg, tmp_path / "report", name="r-report", group="r", figures={"report/pass_maj_vs_k": png},
            metrics={"eval/greedy_accuracy": 0.5})
     rows = logged_history(tmp_path / "report")

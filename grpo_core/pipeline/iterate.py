@@ -20,31 +20,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from grpo_core.config import ExperimentConfig
 
 Evaluation = dict[str, float]
 
 
-class Stages(Protocol):
-    """How each stage of an iteration runs. Each takes plain values and returns a path (str) or a small dict."""
+@dataclass(frozen=True)
+class Stages:
+    """How each stage of an iteration runs (plain calls, or Prefect tasks wrapping the same functions).
 
-    def bootstrap_policy(self, cfg: ExperimentConfig) -> str: ...
+    Every stage takes plain values and returns a path (str) or a small dict, never a model."""
 
-    def evaluate(self, cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, step: int,
-                 trial_id: str | None) -> Evaluation: ...
+    bootstrap_policy: Callable[[ExperimentConfig], str]
+    # (cfg, policy, run_id, iteration, step, trial_id) -> evaluation
+    evaluate: Callable[[ExperimentConfig, str, str, int, int, str | None], Evaluation]
+    # (cfg, policy, run_id, iteration) -> labelled steps
+    label_steps: Callable[[ExperimentConfig, str, str, int], int]
+    # (cfg, init dir, run_id, iteration) -> reward model dir
+    train_reward_model: Callable[[ExperimentConfig, str, str, int], str]
+    # (cfg, policy, run_id, iteration, reward model dir, trial_id) -> new policy dir
+    grpo: Callable[[ExperimentConfig, str, str, int, str | None, str | None], str]
 
-    def label_steps(self, cfg: ExperimentConfig, policy: str, run_id: str, iteration: int) -> int: ...
 
-    def train_reward_model(self, cfg: ExperimentConfig, init: str, run_id: str, iteration: int) -> str: ...
-
-    def grpo(self, cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, reward_model: str | None,
-             trial_id: str | None) -> str: ...
-
-
-# Called after each GRPO iteration's evaluation with (iteration, evaluation); True stops the loop
-# before the next iteration (a pruned sweep trial).
+# Called after each evaluation with (iteration, evaluation); True stops the loop before the next
+# iteration (a pruned sweep trial).
 OnEvaluation = Callable[[int, Evaluation], bool]
 
 
@@ -62,21 +62,27 @@ class IterativeResult:
 def run_iterations(cfg: ExperimentConfig, stages: Stages, run_id: str, *, trial_id: str | None = None,
                    evaluate_start: bool = True, on_evaluation: OnEvaluation | None = None) -> IterativeResult:
     """Evaluate the starting policy (unless `evaluate_start` is False), then run `iterative.iterations`
-    iterations of Algorithm 1 through `stages`, calling `on_evaluation` after each iteration's evaluation."""
+    iterations of Algorithm 1 through `stages`, calling `on_evaluation` after each evaluation."""
     policy = stages.bootstrap_policy(cfg)
     result = IterativeResult(run_id, policy, None)
-    if evaluate_start:
-        result.evals[0] = stages.evaluate(cfg, policy, run_id, 0, 0, trial_id)
-    for iteration in range(1, cfg.iterative.iterations + 1):
+    last = cfg.iterative.iterations
+
+    def evaluated(iteration: int, step: int) -> bool:
+        """Evaluate the current policy; True when the caller asks to stop before the next iteration."""
+        result.evals[iteration] = stages.evaluate(cfg, result.policy, run_id, iteration, step, trial_id)
+        stop = on_evaluation is not None and on_evaluation(iteration, result.evals[iteration])
+        result.stopped_early = stop and iteration < last
+        return result.stopped_early
+
+    if evaluate_start and evaluated(0, 0):
+        return result
+    for iteration in range(1, last + 1):
         if cfg.grpo.supervision == "process":
             stages.label_steps(cfg, result.policy, run_id, iteration)
             init = result.reward_model or str(first_reward_model_init(cfg, result.policy))
             result.reward_model = stages.train_reward_model(cfg, init, run_id, iteration)
         result.policy = stages.grpo(cfg, result.policy, run_id, iteration, result.reward_model, trial_id)
-        result.evals[iteration] = stages.evaluate(cfg, result.policy, run_id, iteration, cfg.grpo.steps, trial_id)
-        stop = on_evaluation is not None and on_evaluation(iteration, result.evals[iteration])
-        if stop and iteration < cfg.iterative.iterations:
-            result.stopped_early = True
+        if evaluated(iteration, cfg.grpo.steps):
             break
     return result
 

@@ -1,6 +1,8 @@
-"""The stages of an experiment as plain functions: data, policy, evaluation, GRPO.
+"""The grpo_core stages of an experiment as plain functions: run identity, data, policy, evaluation, GRPO.
 
-Prefect flows (flows/) wrap each as a task. Nothing here imports Prefect.
+flows.stages composes them with the PRM stages into Algorithm 1's stages
+(grpo_core.pipeline.iterate); flows.tasks wraps those as Prefect tasks.
+Nothing here imports Prefect.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import json
 import logging
 from pathlib import Path
 
-from grpo_core.policy.bootstrap import build_policy
 from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import LoadedSplit, load_task
 from grpo_core.pipeline.evaluate import EvalResult, evaluate
+from grpo_core.policy.bootstrap import build_policy
 from grpo_core.policy.load import load_policy
-from grpo_core.store.records import RunKey
+from grpo_core.provenance import check_same_code, code_fingerprint
+from grpo_core.reward.process import StepScorer
 from grpo_core.rollout import close_engine, make_engine
+from grpo_core.store.records import RunKey
 from grpo_core.store.writer import Store
-from grpo_core.training.trainer import StepScorer, TrainResult, train_grpo
+from grpo_core.training.trainer import TrainResult, train_grpo
 
 log = logging.getLogger("grpo")
 
@@ -67,10 +71,17 @@ def evaluate_policy(
 
 
 def start_run(cfg: ExperimentConfig, *, trial_id: str | None = None, status: str = "running") -> str:
-    """Record the run (config, git sha, versions) in the store and return its id."""
+    """Record the run (config, code fingerprint, git sha, versions, status) in the store; return its id.
+
+    Starting (status "running") a run that the store already holds from other code is refused
+    (grpo_core.provenance.check_same_code) unless `store.allow_code_change` is set: its cached
+    stages, checkpoints and store files would otherwise mix two versions of the code."""
     run_id = run_id_for(cfg)
-    Store(cfg.store.root).write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"),
-                                    status=status)
+    store = Store(cfg.store.root)
+    if status == "running" and (previous := store.read_run(run_id)) is not None:
+        check_same_code(previous.get("code_fingerprint"), f"run {run_id}", allow=cfg.store.allow_code_change)
+    store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"), status=status,
+                    code_fingerprint=code_fingerprint())
     return run_id
 
 

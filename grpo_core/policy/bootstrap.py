@@ -12,20 +12,16 @@ Built on the spot, offline, in a few minutes on a laptop CPU:
 
 The targets mix two answer styles, as instruction data does: the worked gold
 solution (one equation a line), or for a `model.sft_direct_fraction` share of
-the problems (default 0.55) only its last line, "The answer is N". The policy
-so answers directly about half the time, and less accurately than when it
-works the problem (held-out greedy: 38% of direct answers right, 54% of worked
-ones), so its greedy accuracy (45.5%) lags its majority vote (Maj@16 58%).
-That gap is what RL closes in the paper (Sec. 5.2.2, Figure 7: Maj@K up,
-Pass@K not): GRPO with outcome rewards moves the default policy to worked
-solutions, and greedy accuracy reaches 62% in two iterations. With the
-fraction 0 every target is worked: at 300 SFT steps such a policy (42.5%
-greedy, Maj@16 43%) has its errors inside arithmetic steps and GRPO gains about
-4 points on it; at 600 steps it is right 91% of the time, leaving RL little to
-do. With the mix the policy is right only part of the time, which leaves RL
-something to improve.
+the problems only its last line, "The answer is N". The policy so answers
+directly part of the time, and less accurately than when it works the problem,
+so its greedy accuracy lags its majority vote: the gap that RL closes in the
+paper (Sec. 5.2.2, Figure 7: Maj@K up, Pass@K not). With the fraction 0 every
+target is worked and the policy's errors sit inside arithmetic steps; with many
+SFT steps such a policy is right so often that RL has little left to do. The
+README reports what the default policy scores.
 
-Cache: the dir is `model.cache_dir/tiny-qwen2-<hash of model and task config>`.
+Cache: the dir is `model.cache_dir/tiny-qwen2-<hash of model and task config and of
+the source of the modules in BUILT_BY>`.
 It is built in a temp dir, renamed into place atomically, and only then gets
 its marker file; a dir without the marker (a crash between the two) is rebuilt.
 A lock file serialises concurrent builders of the same policy.
@@ -64,9 +60,12 @@ from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.data.synthetic import generate_splits
 from grpo_core.policy.load import BOOTSTRAP_MARKER
+from grpo_core.provenance import modules_digest
 from grpo_core.training.schedule import lr_multiplier
 
-BOOTSTRAP_VERSION = 1  # bump when a change here should invalidate cached policies
+# The modules whose code builds the policy: an edit to any of them builds a new one (see policy_hash).
+BUILT_BY = ("grpo_core.policy.bootstrap", "grpo_core.data.synthetic", "grpo_core.data.loaders",
+            "grpo_core.training.schedule")
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 INFO_FILE = "bootstrap.json"  # config, hash, per-step SFT losses, parameter count, timings
@@ -128,9 +127,10 @@ def save_tokenizer(tok: PreTrainedTokenizerFast, path: Path) -> None:
 
 
 def policy_hash(model_cfg: ModelConfig, task_cfg: TaskConfig) -> str:
-    """Hash of everything that changes the built policy (not where it is cached)."""
+    """Hash of everything that changes the built policy (not where it is cached): its config and the
+    source of the modules that build it, so a cached policy is never one that other code built."""
     key = {
-        "version": BOOTSTRAP_VERSION,
+        "code": modules_digest(BUILT_BY),
         "model": model_cfg.model_dump(mode="json", exclude={"path", "cache_dir"}),
         "task": task_cfg.model_dump(mode="json", exclude={"train_path", "test_path", "skip_bad_rows"}),
     }
@@ -334,7 +334,7 @@ def _build_into(path: Path, model_cfg: ModelConfig, task_cfg: TaskConfig, *, pro
             hf_logging.enable_progress_bar()
     save_tokenizer(tok, path)
     info = {
-        "bootstrap_version": BOOTSTRAP_VERSION,
+        "code": modules_digest(BUILT_BY),
         "hash": policy_hash(model_cfg, task_cfg),
         "model": model_cfg.model_dump(mode="json"),
         "task": task_cfg.model_dump(mode="json"),

@@ -1,6 +1,7 @@
 """Load a policy (model + tokenizer) from a local HF model dir, ready for rollouts.
 
     model, tok = load_policy(path)   # eval mode, left padding, a pad token
+    tok = load_tokenizer(path)       # the tokenizer alone, set up the same way
 
 Left padding keeps every prompt's last token at the right edge of a batch, so
 batched `generate` continues each prompt directly. The pad token is kept
@@ -30,6 +31,14 @@ def load_policy(path: Path, *, dtype: torch.dtype = torch.float32) -> tuple[PreT
         raise FileNotFoundError(f"{path} is not a local HF model dir (no config.json)")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.eval()
+    tok = load_tokenizer(path)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a model dir (a policy's or a reward model's): left padding, a pad token."""
+    path = Path(path)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -41,10 +50,9 @@ def load_policy(path: Path, *, dtype: torch.dtype = torch.float32) -> tuple[PreT
             tok.pad_token = tok.eos_token
         else:
             raise ValueError(f"{path}: tokenizer has neither a pad nor an EOS token")
-    model.generation_config.pad_token_id = tok.pad_token_id
     if (path / BOOTSTRAP_MARKER).exists():
         _check_embedded_tokenizer(path, tok)
-    return model, tok
+    return tok
 
 
 def _check_embedded_tokenizer(path: Path, tok: PreTrainedTokenizerBase) -> None:

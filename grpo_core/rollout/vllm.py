@@ -11,11 +11,10 @@ executor): the fast mode on a few CPU cores, and the one in which
 `reload_weights(weights_iterator=...)` (on CPU the running model's weights are
 repacked for oneDNN, so `model.load_weights` cannot be used; see DEPENDENCIES.md).
 By default vLLM compiles the model with torch.compile (`rollout.vllm.enforce_eager`
-turns that off): on the embedded policy here that decodes ~1.14x faster than
-eager mode (bench/bench_engines.py), for ~10 s more at each start (~30 s for the
-first compile of a model shape); compiled graphs are cached in `VLLM_CACHE_ROOT`
-(default `runs/vllm_cache`). Prefix caching is off by default: the synthetic
-prompts are short, and its bookkeeping cost ~8% of throughput.
+turns that off): compiled decoding is faster than eager mode, for a longer start
+(bench/bench_engines.py measures both); compiled graphs are cached in
+`VLLM_CACHE_ROOT` (default `runs/vllm_cache`). Prefix caching is off by default:
+the synthetic prompts are short, so its bookkeeping costs more than it saves.
 
 Log-probs: vLLM is built with `logprobs_mode="processed_logprobs"`, so the
 reported log-prob of a sampled token is under logits / temperature, like the HF

@@ -2,7 +2,8 @@
 
 Layout: `{run_dir}/checkpoints/step-{step:06d}/` holding the HF model dir
 (`save_pretrained`, so a checkpoint loads like any model path) and
-`trainer_state.pt` (step, RNG, and the backend's optimizer/scheduler state);
+`trainer_state.pt` (step, RNG, and the backend's optimizer/scheduler state)
+and `code_fingerprint` (grpo_core.provenance: the code that wrote it);
 a DeepSpeed backend adds `deepspeed/` (its own, per-rank optimizer state; see
 grpo_core.training.backend). A checkpoint is written to a temp dir and renamed, so a
 crash leaves either the old set or the new one, never half a checkpoint.
@@ -21,7 +22,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from grpo_core.provenance import code_fingerprint
+
 STATE_FILE = "trainer_state.pt"
+CODE_FILE = "code_fingerprint"
 
 
 @dataclass
@@ -72,12 +76,19 @@ def save(
         tokenizer.save_pretrained(tmp)
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
         torch.save({"step": step, "rng": rng, **state}, tmp / STATE_FILE)
+        (tmp / CODE_FILE).write_text(code_fingerprint())
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in sorted(root.glob("step-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     sync()
     return final
+
+
+def recorded_code(ckpt: Checkpoint) -> str | None:
+    """The code fingerprint `ckpt` was written by (None for a checkpoint from before fingerprints)."""
+    path = ckpt.path / CODE_FILE
+    return path.read_text().strip() if path.is_file() else None
 
 
 def restore(ckpt: Checkpoint) -> dict[str, Any]:

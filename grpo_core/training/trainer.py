@@ -27,9 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,28 +35,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grpo_core.training import checkpoint
-from grpo_core.maths.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
-from grpo_core.training.backend import TrainBackend, make_backend
-from grpo_core.maths.batch import PackedBatch, pack, token_logprobs
 from grpo_core.config import ExperimentConfig, GRPOConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
-from grpo_core.training.loggers import Tracker, make_tracker
+from grpo_core.data.sampling import derive_seed, sample_questions
+from grpo_core.maths.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
+from grpo_core.maths.batch import PackedBatch, pack, token_logprobs
 from grpo_core.maths.loss import aggregate, k3_kl, loss_metrics, per_token_loss
 from grpo_core.policy.load import load_policy
-from grpo_core.store.records import RunKey, rollout_rows
+from grpo_core.provenance import check_same_code
 from grpo_core.reward.functions import compute_rewards, verdicts_for
+from grpo_core.reward.process import StepScorer
 from grpo_core.rollout import close_engine, make_engine
-from grpo_core.rollout.base import RolloutBatch, SamplingParams
-from grpo_core.training.schedule import lr_multiplier
+from grpo_core.rollout.base import SamplingParams
+from grpo_core.store.records import RunKey, rollout_rows
 from grpo_core.store.writer import Store
+from grpo_core.training import checkpoint
+from grpo_core.training.backend import TrainBackend, make_backend
+from grpo_core.training.loggers import Tracker, make_tracker
+from grpo_core.training.schedule import lr_multiplier
 
 log = logging.getLogger("grpo")
-
-# (batch, tokenizer) -> (step_rewards (N, S), step_mask (N, S), step_ends (N, S)), a reward model's version
-StepScorer = Callable[[RolloutBatch, list[Problem]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
 
 @dataclass
 class TrainResult:
@@ -68,16 +65,6 @@ class TrainResult:
     steps_done: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def derive_seed(seed: int, iteration: int, index: int) -> int:
-    """A seed for draw `index` of `iteration` (a GRPO step, a labelling stage), independent of history."""
-    return (seed * 1_000_003 + iteration * 10_007 + index) % (2**31)
-
-
-def sample_questions(train: list[Problem], b: int, seed: int) -> list[Problem]:
-    """B distinct questions for one step (with replacement across steps)."""
-    return random.Random(seed).sample(train, min(b, len(train)))
 
 
 @torch.no_grad()
@@ -115,6 +102,8 @@ def train_grpo(
     t_start = time.perf_counter()
     torch.manual_seed(g.seed)
     ckpt = checkpoint.latest(run_dir)
+    if ckpt is not None:
+        check_same_code(checkpoint.recorded_code(ckpt), f"checkpoint {ckpt.path}", allow=cfg.store.allow_code_change)
     model, tok = load_policy(ckpt.path if ckpt else policy_path)
     model.train()
     ref = None
