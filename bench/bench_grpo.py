@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grpo_core.config import load_config  # noqa: E402
 from grpo_core.pipeline.stages import load_data, policy_dir  # noqa: E402
-from grpo_core.store.writer import Store  # noqa: E402
+from grpo_core.store import Store  # noqa: E402
 from grpo_core.training.trainer import train_grpo  # noqa: E402
 
 MODEL_PHASES = ("generate", "logprob", "train")

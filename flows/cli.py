@@ -53,8 +53,8 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 def cmd_bootstrap(args: argparse.Namespace) -> None:
     from grpo_core.pipeline.stages import evaluate_policy, load_data, policy_dir, run_id_for
+    from grpo_core.store import Store
     from grpo_core.store.records import RunKey
-    from grpo_core.store.writer import Store
 
     cfg = _config(args)
     t0 = time.perf_counter()

@@ -20,8 +20,8 @@ from grpo_core.config import ExperimentConfig
 from grpo_core.pipeline import stages as pipeline
 from grpo_core.pipeline.iterate import Evaluation, Stages
 from grpo_core.pipeline.stages import start_run
+from grpo_core.store import Store
 from grpo_core.store.records import RunKey
-from grpo_core.store.writer import Store
 from grpo_core.training.loggers import mirror
 
 __all__ = ["PLAIN", "start_run"]

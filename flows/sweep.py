@@ -39,7 +39,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from analysis.sweep_report import write_sweep_report  # noqa: E402
 from flows import tasks  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
-from grpo_core.store.writer import Store  # noqa: E402
+from grpo_core.store import Store  # noqa: E402
 from grpo_core.sweep import records  # noqa: E402
 from grpo_core.sweep import study as sweeps  # noqa: E402
 from grpo_core.sweep.objective import objective_of  # noqa: E402

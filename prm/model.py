@@ -27,10 +27,9 @@ feature weights starting at (0, 1, 0): the prefix's least likely token, in nats,
 shifts the log-odds (prm.train.fit_head then fits them and b to the labels). Why: a tiny backbone fine-tuned on a few thousand labels
 does not learn to check an equation at the step tag (it would have to compare
 each written digit with its own prediction inside one forward pass), while the
-LM already holds that comparison as the probability of the written token.
-Measured in bench/prm_quality.py (held-out step AUC vs exact labels 0.81 -> 0.87).
-The reference stays frozen: fine-tuning it through the features wrecks it (0.81, no better
-than without features).
+LM already holds that comparison as the probability of the written token
+(bench/prm_quality.py measures the PRM with and without the features). The
+reference stays frozen: fine-tuned through the features, it loses what it knew.
 
 A saved RM dir holds:
 

@@ -27,7 +27,7 @@ from grpo_core.data.sampling import derive_seed
 from grpo_core.policy.load import load_policy, load_tokenizer
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from prm.batch import Kind
 from prm.data import LabelledSolution, solutions_from_rows
 from prm.label import LabelRow, label_agreement, label_solutions

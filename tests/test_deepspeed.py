@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from grpo_core.training.backend import deepspeed_config
 from grpo_core.config import load_config
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
+from grpo_core.training.backend import deepspeed_config
 from grpo_core.training.trainer import train_grpo
 from tests.test_trainer import train_problems, trainer_config
 

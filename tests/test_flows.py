@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from analysis.catalog import query
-from grpo_core.training import checkpoint
 from grpo_core.config import ExperimentConfig
 from grpo_core.pipeline.stages import run_id_for
+from grpo_core.training import checkpoint
 from tests.conftest import one_thread, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,7 +291,7 @@ def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.report import report
-    from grpo_core.store.writer import Store
+    from grpo_core.store import Store
     from tests.test_analysis_sql import eval_samples
 
     store = Store(tmp_path / "store")

@@ -6,7 +6,7 @@ import pytest
 
 from analysis.catalog import query
 from grpo_core.data.synthetic import generate_splits
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from prm.data import solutions_from_rows
 from prm.model import RewardModel
 from prm.pipeline import label_policy_samples, train_reward_model

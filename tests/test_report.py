@@ -10,7 +10,7 @@ import pytest
 
 from analysis.catalog import query
 from analysis.report import default_report_dir, load_report_data, summary_sentences, write_report
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from tests.test_analysis_sql import eval_samples, row
 
 M = 2  # GRPO steps per iteration

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from analysis.catalog import query
 from analysis.sweep_report import write_sweep_report
 from grpo_core.config import ConfigError, ExperimentConfig, load_config
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from grpo_core.sweep import records
 from grpo_core.sweep import study as sweeps
 from grpo_core.sweep.space import grid_values

@@ -14,7 +14,7 @@ import torch
 from grpo_core.config import load_config
 from grpo_core.data.synthetic import generate_splits
 from grpo_core.reward.functions import RewardError
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from grpo_core.training.trainer import train_grpo
 from tests.helpers import rewards as helper_rewards
 

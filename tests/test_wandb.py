@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from grpo_core.store import Store
 from grpo_core.training.loggers import NullTracker, make_tracker, mirror
-from grpo_core.store.writer import Store
 from grpo_core.training.trainer import train_grpo
 from tests.test_trainer import train_problems, trainer_config
 

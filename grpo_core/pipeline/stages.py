@@ -20,8 +20,8 @@ from grpo_core.policy.load import load_policy
 from grpo_core.provenance import check_same_code, code_fingerprint
 from grpo_core.reward.process import StepScorer
 from grpo_core.rollout import close_engine, make_engine
+from grpo_core.store import Store
 from grpo_core.store.records import RunKey
-from grpo_core.store.writer import Store
 from grpo_core.training.trainer import TrainResult, train_grpo
 
 log = logging.getLogger("grpo")

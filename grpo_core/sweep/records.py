@@ -6,7 +6,7 @@
 
 Why a trial failed (a config its values make invalid, a dead process and the end of its log, a sweep
 interrupted while it ran) is kept here, in the trials table's `error` column, and nowhere in the study.
-`store` is a grpo_core.store.writer.Store; the row layouts are its SWEEP_SCHEMA and TRIAL_SCHEMA.
+`store` is a grpo_core.store.Store; the row layouts are the SWEEPS and TRIALS table specs (grpo_core.store.tables).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from grpo_core.config import ExperimentConfig
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from grpo_core.sweep.objective import objective_of
 from grpo_core.sweep.study import storage_url, trial_at
 from grpo_core.sweep.suggest import trial_id_for
@@ -35,7 +35,7 @@ def sweep_dir(cfg: ExperimentConfig) -> Path:
 
 
 def trial_row(sweep: str, t: FrozenTrial, error: str | None = None) -> dict[str, Any]:
-    """One TRIAL_SCHEMA row of an Optuna trial; `error` says why a FAIL trial failed."""
+    """One row of the trials table (grpo_core.store.TRIALS) for an Optuna trial; `error` says why a FAIL trial failed."""
     wall = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
         else None
     return {
@@ -72,7 +72,7 @@ def finish_trial(store: Store, study: optuna.Study, number: int, error: str | No
 
 
 def sweep_row(cfg: ExperimentConfig, study: optuna.Study, status: str, report_path: Path | None = None) -> dict:
-    """One SWEEP_SCHEMA row of the sweep as it stands."""
+    """One row of the sweeps table (grpo_core.store.SWEEPS) for the sweep as it stands."""
     s = cfg.sweep
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if complete else None

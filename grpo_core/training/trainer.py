@@ -48,8 +48,8 @@ from grpo_core.reward.functions import compute_rewards, verdicts_for
 from grpo_core.reward.process import StepScorer
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
+from grpo_core.store import Store
 from grpo_core.store.records import RunKey, rollout_rows
-from grpo_core.store.writer import Store
 from grpo_core.training import checkpoint
 from grpo_core.training.backend import TrainBackend, make_backend
 from grpo_core.training.loggers import Tracker, make_tracker

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from grpo_core.config import load_config
 from grpo_core.data.synthetic import generate_splits
-from grpo_core.store.writer import Store
+from grpo_core.store import Store
 from grpo_core.training.trainer import train_grpo
 
 policy, out, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
