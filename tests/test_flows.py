@@ -43,7 +43,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield PREFECT_API_URL.value()
 
 
-def _cfg(tmp_path: Path, tiny_cfg: ExperimentConfig, *extra: str) -> ExperimentConfig:
+def flow_config(tmp_path: Path, tiny_cfg: ExperimentConfig, *extra: str) -> ExperimentConfig:
     """The tiny policy (reused from the session's cache), small GRPO batches and evaluations."""
     return tiny_config(
         tiny_cfg.model.cache_dir, f"store.root={tmp_path / 'store'}", f"store.runs_dir={tmp_path / 'runs'}",
@@ -53,14 +53,14 @@ def _cfg(tmp_path: Path, tiny_cfg: ExperimentConfig, *extra: str) -> ExperimentC
     )
 
 
-def _counts(cfg: ExperimentConfig, run_id: str) -> dict[tuple, int]:
+def rollout_counts(cfg: ExperimentConfig, run_id: str) -> dict[tuple, int]:
     """Rows per (split, decoding, iteration, step) of a run."""
     rows = query(cfg.store.root, "SELECT split, decoding, iteration, step, count(*) AS n FROM rollouts "
                  "WHERE run_id = $run_id GROUP BY ALL", {"run_id": run_id}).to_pylist()
     return {(r["split"], r["decoding"], r["iteration"], r["step"]): r["n"] for r in rows}
 
 
-def _expected(iterations: int, steps: int) -> dict[tuple, int]:
+def expected_counts(iterations: int, steps: int) -> dict[tuple, int]:
     """B x G train rows per step; greedy and sampled eval rows before RL and after each iteration."""
     train = {("train", "sample", it, s): B * G for it in range(1, iterations + 1) for s in range(1, steps + 1)}
     evals = {}
@@ -85,14 +85,14 @@ def _mtimes(root: Path) -> dict[Path, int]:
 def test_single_flow_returns_evals_and_stores_every_rollout(prefect_api, tmp_path, tiny_cfg, tiny_policy_dir):
     from flows.grpo import grpo_single
 
-    cfg = _cfg(tmp_path, tiny_cfg, "run_name=single")
+    cfg = flow_config(tmp_path, tiny_cfg, "run_name=single")
     with one_thread():
         result = grpo_single(cfg)
     run_id = run_id_for(cfg)
     assert result["run_id"] == run_id
     assert Path(result["policy"]) == cfg.store.runs_dir / run_id / "it001" / "checkpoints" / "step-000002"
     _check_evals(result["evals"], 1)
-    assert _counts(cfg, run_id) == _expected(1, 2)
+    assert rollout_counts(cfg, run_id) == expected_counts(1, 2)
     greedy = query(cfg.store.root, "SELECT avg(correct::INT) AS acc FROM rollouts WHERE run_id = $r AND "
                    "split = 'eval' AND decoding = 'greedy' AND iteration = 1", {"r": run_id}).to_pylist()[0]["acc"]
     assert result["evals"][1]["greedy_accuracy"] == pytest.approx(greedy)
@@ -104,14 +104,14 @@ def test_iterative_flow_evaluates_each_iteration_and_reruns_from_cache(prefect_a
                                                                         tiny_policy_dir):
     from flows.grpo import grpo_iterative
 
-    cfg = _cfg(tmp_path, tiny_cfg, "run_name=iterative", "iterative.iterations=2")
+    cfg = flow_config(tmp_path, tiny_cfg, "run_name=iterative", "iterative.iterations=2")
     with one_thread():
         result = grpo_iterative(cfg)
     run_id = run_id_for(cfg)
     _check_evals(result["evals"], 2)
     assert result["reward_model"] is None  # outcome supervision trains no PRM
     assert Path(result["policy"]).parent.parent.name == "it002"
-    assert _counts(cfg, run_id) == _expected(2, 2)
+    assert rollout_counts(cfg, run_id) == expected_counts(2, 2)
     # The main job ends with the RL-effects report of its run, numbers as the evaluations printed.
     assert result["report"]["markdown"] == str(cfg.store.runs_dir / run_id / "report" / "report.md")
     md = Path(result["report"]["markdown"]).read_text()
@@ -131,13 +131,13 @@ def test_iterative_flow_with_process_supervision_labels_trains_a_prm_and_uses_it
         prefect_api, tmp_path, tiny_cfg, tiny_policy_dir):
     from flows.grpo import grpo_iterative
 
-    cfg = _cfg(tmp_path, tiny_cfg, "run_name=process", "iterative.iterations=2", "grpo.supervision=process",
+    cfg = flow_config(tmp_path, tiny_cfg, "run_name=process", "iterative.iterations=2", "grpo.supervision=process",
                "iterative.label_problems=4", "prm.samples_per_problem=2", "prm.n_completions=2", "prm.epochs=1")
     with one_thread():
         result = grpo_iterative(cfg)
     run_id = run_id_for(cfg)
     _check_evals(result["evals"], 2)
-    assert _counts(cfg, run_id) == _expected(2, 2)
+    assert rollout_counts(cfg, run_id) == expected_counts(2, 2)
     assert Path(result["reward_model"]) == cfg.store.runs_dir / run_id / "it002" / "prm"
     labels = query(cfg.store.root, "SELECT iteration, count(DISTINCT solution_index) AS n FROM prm_labels "
                    "WHERE run_id = $r GROUP BY ALL ORDER BY ALL", {"r": run_id}).to_pylist()
@@ -184,7 +184,7 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
     """SIGKILL inside iteration 2's GRPO stage, then the same flow again: iteration 1 is not redone,
     iteration 2 resumes from its checkpoint, and every step is in the store exactly once."""
     steps = 3
-    cfg = _cfg(tmp_path, tiny_cfg, "run_name=crash", "iterative.iterations=2", f"grpo.steps={steps}",
+    cfg = flow_config(tmp_path, tiny_cfg, "run_name=crash", "iterative.iterations=2", f"grpo.steps={steps}",
                "grpo.checkpoint_every=1")
     run_id = run_id_for(cfg)
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
@@ -213,7 +213,7 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
     assert proc.returncode == -signal.SIGKILL
     resumed_from = checkpoint.latest(it2).step
     assert 1 <= resumed_from < steps, "killed after iteration 2's GRPO stage, not inside it"
-    assert ("eval", "greedy", 2, steps) not in _counts(cfg, run_id)
+    assert ("eval", "greedy", 2, steps) not in rollout_counts(cfg, run_id)
     before = _mtimes(cfg.store.root)
 
     rerun = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -235,7 +235,7 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
     assert f"resuming {run_id} from checkpoint step {resumed_from}" in output
 
     # Every step exactly once: B x G rows each, no duplicate sample keys, one row per metric and step.
-    assert _counts(cfg, run_id) == _expected(2, steps)
+    assert rollout_counts(cfg, run_id) == expected_counts(2, steps)
     dupes = query(cfg.store.root, "SELECT count(*) - count(DISTINCT (split, decoding, iteration, step, group_index, "
                   "sample_index)) AS d FROM rollouts WHERE run_id = $r", {"r": run_id}).to_pylist()
     assert dupes == [{"d": 0}]
@@ -249,7 +249,7 @@ def test_prm_train_flow_labels_policy_samples_and_trains_a_prm(prefect_api, tmp_
     from flows.prm import prm_train
     from prm.model import RM_INFO
 
-    cfg = _cfg(tmp_path, tiny_cfg, "run_name=rm", "iterative.label_problems=4", "prm.samples_per_problem=2",
+    cfg = flow_config(tmp_path, tiny_cfg, "run_name=rm", "iterative.label_problems=4", "prm.samples_per_problem=2",
                "prm.n_completions=2", "prm.epochs=1")
     with one_thread():
         result = prm_train(cfg)
@@ -276,7 +276,7 @@ def test_prm_train_flow_starts_the_reward_model_from_prm_init_path(prefect_api, 
                         "model.sft_steps=10")
     with one_thread():
         backbone = build_policy(other.model, other.task, progress=False)
-        cfg = _cfg(tmp_path, tiny_cfg, "run_name=rm-init", f"prm.init_path={backbone}", "iterative.label_problems=4",
+        cfg = flow_config(tmp_path, tiny_cfg, "run_name=rm-init", f"prm.init_path={backbone}", "iterative.label_problems=4",
                    "prm.samples_per_problem=2", "prm.n_completions=2", "prm.epochs=1")
         result = prm_train(cfg)
     rm_dir = Path(result["reward_model"])

@@ -9,20 +9,20 @@ from analysis.catalog import query
 from flows.launch import main
 from grpo_core.pipeline.stages import run_id_for
 from tests.conftest import one_thread
-from tests.test_flows import _cfg, _counts, _expected
+from tests.test_flows import expected_counts, flow_config, rollout_counts
 
 PROCESS = ["run_name=launched", "iterative.iterations=2", "grpo.supervision=process", "iterative.label_problems=4",
            "prm.samples_per_problem=2", "prm.n_completions=2", "prm.epochs=1"]
 
 
 def test_launcher_runs_process_supervision_and_evaluates_every_iteration(tmp_path, tiny_cfg, tiny_policy_dir):
-    cfg = _cfg(tmp_path, tiny_cfg, *PROCESS)
+    cfg = flow_config(tmp_path, tiny_cfg, *PROCESS)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     with one_thread():
         assert main(["--config", str(config_file)]) == 0
     run_id = run_id_for(cfg)
-    assert _counts(cfg, run_id) == _expected(2, 2)  # evaluations before RL and after each iteration
+    assert rollout_counts(cfg, run_id) == expected_counts(2, 2)  # evaluations before RL and after each iteration
     labelled = query(cfg.store.root, "SELECT DISTINCT iteration FROM prm_labels WHERE run_id = $r ORDER BY 1",
                      {"r": run_id}).column("iteration").to_pylist()
     assert labelled == [1, 2]

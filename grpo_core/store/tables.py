@@ -18,19 +18,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-__all__ = [
-    "PRM_LABELS",
-    "PRM_METRICS",
-    "ROLLOUTS",
-    "RUNS",
-    "STEP_METRICS",
-    "SWEEPS",
-    "TABLES",
-    "TRIALS",
-    "Column",
-    "TableSpec",
-]
-
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _KEY = re.compile(r"\{[^{}]*\}")
 
