@@ -10,7 +10,9 @@ A report is built block by block (headings, paragraphs, tables, figures) and wri
     paths = doc.write(out_dir)   # out_dir/report.md, out_dir/report.html, out_dir/pass_maj_vs_k.png
 
 The Markdown links the PNG files beside it; the HTML embeds them (base64), so it can be mailed or
-attached as one file. Text is escaped for HTML; Markdown table cells have `|` escaped.
+attached as one file. `inline_figures(paths.markdown)` is the Markdown with the PNGs embedded as
+data URIs, for a viewer that cannot reach files beside it (a Prefect artifact in the UI).
+Text is escaped for HTML; Markdown table cells have `|` escaped.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ matplotlib.use("Agg")  # reports are written by workers with no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["Document", "ReportPaths", "format_cell"]
+__all__ = ["Document", "ReportPaths", "format_cell", "inline_figures"]
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_\-]*")
+_FIGURE_LINK = re.compile(r"^!\[(?P<caption>[^\]\n]*)\]\((?P<name>[a-z0-9][a-z0-9_\-]*)\.png\)$", re.MULTILINE)
 _CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -45,6 +48,19 @@ class ReportPaths:
     markdown: Path
     html: Path
     figures: list[Path]
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def inline_figures(markdown_path: Path) -> str:
+    """The Markdown file `Document.write` wrote, with each figure's link to its PNG beside it replaced
+    by the PNG itself (a data URI)."""
+    markdown_path = Path(markdown_path)
+    return _FIGURE_LINK.sub(
+        lambda m: f"![{m['caption']}]({_data_uri((markdown_path.parent / (m['name'] + '.png')).read_bytes())})",
+        markdown_path.read_text())
 
 
 def format_cell(value: Any) -> str:
@@ -169,8 +185,7 @@ class Document:
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
             elif kind == "figure":
                 name, caption, _ = block
-                data = base64.b64encode(pngs[name]).decode("ascii")
-                body.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+                body.append(f'<figure><img alt="{e(caption)}" src="{_data_uri(pngs[name])}">'
                             f"<figcaption>{e(caption)}</figcaption></figure>")
         return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{e(self.title)}</title>"
                 f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

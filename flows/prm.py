@@ -27,17 +27,23 @@ from grpo_core.pipeline.iterate import first_reward_model_init  # noqa: E402
 ITERATION = 1  # the store's iteration number of the labels and the PRM
 
 
-@flow(name="prm", flow_run_name="train-{cfg.run_name}", log_prints=True)
-def prm_train(cfg: ExperimentConfig = ExperimentConfig(), trial_id: str | None = None) -> dict:
+def prm_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config this flow records its run under: run_name '{run_name}-prm'."""
+    return cfg.model_copy(update={"run_name": f"{cfg.run_name}-prm"})
+
+
+@flow(name="prm", flow_run_name=tasks.named_by_run("train", prm_config), log_prints=True,
+      **tasks.end_state_hooks(prm_config))
+def prm_train(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
     """Label fresh samples of the policy and train a process reward model on them.
     Returns {'run_id', 'reward_model' (its dir), 'label_steps', 'metrics' (the last epoch's)}."""
-    prm_cfg = cfg.model_copy(update={"run_name": f"{cfg.run_name}-prm"})
-    run_id = tasks.start_run(prm_cfg, trial_id)
+    prm_cfg = prm_config(cfg)
+    run_id = tasks.start_run(prm_cfg)
     policy = tasks.bootstrap_policy(cfg)
     steps = tasks.label_steps(prm_cfg, policy, run_id, ITERATION)
     init = str(first_reward_model_init(cfg, policy))
     reward_model = tasks.train_reward_model(prm_cfg, init, run_id, ITERATION)
-    tasks.finish_run(prm_cfg, trial_id)
+    tasks.finish_run(prm_cfg)
     metrics = query(cfg.store.root, "select metric, value from prm_metrics where run_id = $run and iteration = $it "
                     "qualify epoch = max(epoch) over ()", {"run": run_id, "it": ITERATION}).to_pylist()
     result = {"run_id": run_id, "reward_model": reward_model, "label_steps": steps,

@@ -32,12 +32,12 @@ apply_offline_defaults()
 
 import optuna  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from analysis.sweep_report import write_sweep_report  # noqa: E402
 from flows import tasks  # noqa: E402
+from flows.report import artifact_key, publish_markdown  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
 from grpo_core.store import Store  # noqa: E402
 from grpo_core.sweep import records  # noqa: E402
@@ -113,9 +113,8 @@ def sweep(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
                                storage=sweeps.storage_url(cfg))
     row = records.sweep_row(cfg, study, "finished", paths.markdown)
     store.write_sweep(row)
-    create_markdown_artifact(
-        markdown=paths.markdown.read_text() + f"\n\nFull report with figures: `{paths.html.resolve()}`\n",
-        key=f"sweep-{_artifact_key(s.name)}", description=f"Optuna sweep {s.name}: {objective}")
+    publish_markdown(paths.markdown, paths.html, key=artifact_key("sweep", s.name),
+                     description=f"Optuna sweep {s.name}: {objective}")
     log.info("best trial %s (%s = %s); report %s", row["best_trial"], objective, row["best_value"], paths.html)
     return {"study": s.name, "storage": row["storage"], "n_trials": row["n_trials"], "best_trial": row["best_trial"],
             "best_value": row["best_value"], "report": str(paths.html), "retried": retried}
@@ -131,11 +130,6 @@ def _failure(future: object, log_path: Path) -> str | None:
         return None
     tail = log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL:] if log_path.exists() else []
     return "\n".join([f"trial process exited with {code}", *tail])
-
-
-def _artifact_key(name: str) -> str:
-    """Prefect artifact keys are lowercase letters, digits and dashes."""
-    return "".join(c if c.isalnum() else "-" for c in name.lower())
 
 
 if __name__ == "__main__":

@@ -7,20 +7,29 @@ flow takes finished stages from the cache; the GRPO stage resumes inside an
 unfinished iteration from its last checkpoint; after any edit to the code no
 cached result is served. Retries are only on stages that are idempotent (they
 rewrite the same store files).
+
+Also here, for the flows: flow-run names that carry the run id (`iterative-default-4f0cf1e8`) and the
+hooks that record a run's end state when Prefect reports the flow run cancelled, crashed or failed
+(otherwise the store would show it `running` forever).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import INPUTS, CacheKeyFnPolicy
+from prefect.runtime import flow_run
 
 from flows import stages
 from grpo_core.config import ExperimentConfig
 from grpo_core.pipeline.iterate import Stages
+from grpo_core.pipeline.stages import run_id_for
 from grpo_core.pipeline.stages import start_run as record_run
 from grpo_core.provenance import code_fingerprint
+from grpo_core.store import Store
 from grpo_core.training.loggers import mirror
 
 # The code's fingerprint in every cache key: a result computed by other code is never served.
@@ -63,3 +72,35 @@ def write_report(cfg: ExperimentConfig, run_ids: list[str], out_dir: str | None 
     mirror(cfg, out, name=f"{'+'.join(run_ids)}-report", group=run_ids[0],
            figures={f"report/{p.stem}": p for p in paths.figures})
     return {"markdown": str(paths.markdown), "html": str(paths.html)}
+
+
+RunConfig = Callable[[ExperimentConfig], ExperimentConfig]  # a flow's cfg parameter -> the config of its run
+
+
+def config_of(parameters: Mapping[str, Any]) -> ExperimentConfig:
+    """The flow run's `cfg` parameter as an ExperimentConfig: a deployment run's parameters are the
+    partial JSON object it was given (keys left out take their defaults, as in the flow)."""
+    cfg = parameters.get("cfg")
+    return cfg if isinstance(cfg, ExperimentConfig) else ExperimentConfig.model_validate(cfg or {})
+
+
+def named_by_run(kind: str, run_config: RunConfig = lambda cfg: cfg) -> Callable[[], str]:
+    """A `flow_run_name` for a flow that records one run: '{kind}-{run id}', so the UI's flow-run list
+    says which run each flow run is (and two runs of one deployment differ by name)."""
+    return lambda: f"{kind}-{run_id_for(run_config(config_of(flow_run.parameters)))}"
+
+
+def end_state_hooks(run_config: RunConfig = lambda cfg: cfg) -> dict[str, list[Callable[..., None]]]:
+    """`@flow` keyword arguments: on cancellation, crash or failure, a run the store still shows as
+    running is recorded 'cancelled' (cancelled in Prefect) or 'failed' (crashed or failed). A cancelled
+    process's hook runs in the worker, which reads the config from the flow run's parameters."""
+
+    def record_end_state(_flow: object, run: Any, state: Any) -> None:
+        cfg = run_config(config_of(run.parameters))
+        record = Store(cfg.store.root).read_run(run_id_for(cfg))
+        if record is not None and record["status"] == "running":
+            status = "cancelled" if state.is_cancelled() or state.is_cancelling() else "failed"
+            record_run(cfg, trial_id=record["trial_id"], status=status)
+
+    return {"on_cancellation": [record_end_state], "on_crashed": [record_end_state],
+            "on_failure": [record_end_state]}

@@ -8,7 +8,7 @@ import math
 import matplotlib.pyplot as plt
 import pytest
 
-from analysis.render import Document, format_cell
+from analysis.render import Document, format_cell, inline_figures
 
 
 def _doc() -> Document:
@@ -39,6 +39,16 @@ def test_write_markdown_html_and_png(tmp_path):
     assert "<h1>Report &lt;1&gt;</h1>" in page and "<p>a &amp; b</p>" in page
     assert base64.b64encode(png).decode() in page  # self-contained: the PNG is embedded
     assert '<a href="runs/r1">r|1</a>' in page
+
+
+def test_inline_figures_embeds_each_png_and_keeps_the_rest(tmp_path):
+    paths = _doc().write(tmp_path)
+    png = (tmp_path / "curve.png").read_bytes()
+    inlined = inline_figures(paths.markdown)
+    assert "](curve.png)" not in inlined  # nothing a viewer elsewhere cannot load
+    assert f"![a curve](data:image/png;base64,{base64.b64encode(png).decode()})" in inlined
+    assert inlined.replace(f"data:image/png;base64,{base64.b64encode(png).decode()}", "curve.png") == \
+        paths.markdown.read_text()
 
 
 def test_bad_figure_names_rejected():

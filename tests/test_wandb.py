@@ -79,6 +79,20 @@ def test_offline_run_holds_every_step_metric_and_wandb_is_torn_down(tmp_path, ti
     assert not list(Path.home().glob(".cache/wandb/offline-run-*"))
 
 
+def test_readme_wandb_sync_command_finds_the_iteration_run(tmp_path, tiny_policy_dir, monkeypatch):
+    """`wandb sync --dry-run runs/<run_id>/it001/wandb` (the README's command) finds the GRPO run."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = trainer_config(tmp_path, "grpo.steps=1", "grpo.checkpoint_every=0", "logging.wandb=true")
+    run_dir = cfg.store.runs_dir / "wb" / "it001"  # where flows.stages.grpo points the trainer
+    train_grpo(cfg, tiny_policy_dir, train_problems(cfg), Store(cfg.store.root), run_dir, run_id="wb")
+    assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    sync = subprocess.run([str(wandb_cli), "sync", "--dry-run", str(run_dir / "wandb")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    said = sync.stdout + sync.stderr
+    assert sync.returncode == 0 and "Would sync 1 run(s)" in said and "No runs to sync" not in said, said
+
+
 def test_mirror_logs_report_figures_as_images(tmp_path, monkeypatch):
     import matplotlib
 

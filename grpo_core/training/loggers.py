@@ -8,9 +8,11 @@
 The store stays the record; a tracker is a view for people who live in W&B.
 `logging.wandb=false` (the default) gives a `NullTracker` and never imports
 wandb. With it on, W&B runs offline unless `logging.wandb_mode` or
-`$WANDB_MODE` says otherwise, and keeps every file under `{run_dir}/wandb`
-(`wandb sync {run_dir}/wandb/offline-run-*` uploads later). One W&B run per
-GRPO iteration, grouped by the experiment's run id.
+`$WANDB_MODE` says otherwise, and keeps every file under `{run_dir}/wandb`: each
+W&B run is a folder `{run_dir}/wandb/offline-run-*` directly in it, so
+`wandb sync {run_dir}/wandb` uploads them later (wandb.init(dir=D) writes into
+`D/wandb`, so it is given the run dir itself). One W&B run per GRPO iteration
+(`runs/<run_id>/it00N/wandb`), grouped by the experiment's run id.
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ class WandbTracker:
 
         log_cfg = cfg.logging
         mode = log_cfg.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
-        self.dir = Path(run_dir).resolve() / "wandb"
+        run_dir = Path(run_dir).resolve()
+        self.dir = run_dir / "wandb"  # where wandb.init(dir=run_dir) puts the run's folder
         self.dir.mkdir(parents=True, exist_ok=True)
-        for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
             os.environ.setdefault(var, str(self.dir))  # nothing lands in ~/.cache or the working directory
         self.run = wandb.init(project=log_cfg.wandb_project, entity=log_cfg.wandb_entity, name=name, group=group,
-                              config=cfg.model_dump(mode="json"), mode=mode, dir=str(self.dir),
+                              config=cfg.model_dump(mode="json"), mode=mode, dir=str(run_dir),
                               settings=wandb.Settings(silent=True, console="off"), reinit="create_new")
         self.run.define_metric("grpo/step")
         self.run.define_metric("*", step_metric="grpo/step")  # plot against the GRPO step, not W&B's counter

@@ -216,8 +216,10 @@ def train_grpo(
                 log.debug("checkpoint of step %d in %.2fs", step, time.perf_counter() - t_ckpt)
             history.append({"step": step, **metrics})
             bar.set_postfix(reward=f"{metrics['rollout/reward_mean']:.3f}", kl=f"{metrics['train/kl']:.4f}")
-            log.info("step %d/%d reward %.3f acc %.3f kl %.4f %.1fs", step, g.steps, metrics["rollout/reward_mean"],
-                     metrics["rollout/accuracy"], metrics["train/kl"], metrics["time/step_s"])
+            log.info("it%d step %d/%d (%.0f%%, ETA %.0fs at this step's pace) reward %.3f acc %.3f kl %.4f %.1fs",
+                     iteration, step, g.steps, 100 * step / g.steps, metrics["time/step_s"] * (g.steps - step),
+                     metrics["rollout/reward_mean"], metrics["rollout/accuracy"], metrics["train/kl"],
+                     metrics["time/step_s"])
     finally:  # also on a failed step: a vLLM engine holds a KV cache and a process group
         close_engine(engine)
         if own_tracker and tracker is not None:
