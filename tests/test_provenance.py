@@ -146,3 +146,22 @@ def test_the_embedded_policy_cache_is_keyed_on_the_code_that_builds_it(monkeypat
     built = bootstrap.policy_hash(cfg.model, cfg.task)
     monkeypatch.setattr(bootstrap, "modules_digest", lambda modules: "an edited bootstrap")
     assert bootstrap.policy_hash(cfg.model, cfg.task) != built
+
+
+def test_an_end_state_written_after_a_refusal_keeps_the_recorded_code(tmp_path):
+    from grpo_core.pipeline.stages import run_id_for, start_run
+    from grpo_core.store import Store
+
+    cfg = load_config(None, [f"store.root={tmp_path}"])
+    store = Store(cfg.store.root)
+    store.write_run(run_id_for(cfg), trial_id=None, name=cfg.run_name, config=cfg.model_dump(mode="json"),
+                    status="running", code_fingerprint="src-0123456789ab")
+    with pytest.raises(CodeChangedError):
+        start_run(cfg)
+    start_run(cfg, status="failed")  # what a flow's failure hook records
+    record = store.read_run(run_id_for(cfg))
+    assert (record["status"], record["code_fingerprint"]) == ("failed", "src-0123456789ab")
+    with pytest.raises(CodeChangedError):  # still refused on the next start
+        start_run(cfg)
+    start_run(cfg.model_copy(update={"store": cfg.store.model_copy(update={"allow_code_change": True})}))
+    assert store.read_run(run_id_for(cfg))["code_fingerprint"] == code_fingerprint()

@@ -75,13 +75,18 @@ def start_run(cfg: ExperimentConfig, *, trial_id: str | None = None, status: str
 
     Starting (status "running") a run that the store already holds from other code is refused
     (grpo_core.provenance.check_same_code) unless `store.allow_code_change` is set: its cached
-    stages, checkpoints and store files would otherwise mix two versions of the code."""
+    stages, checkpoints and store files would otherwise mix two versions of the code. Only an
+    accepted start records this code's fingerprint; an end state keeps the recorded one."""
     run_id = run_id_for(cfg)
     store = Store(cfg.store.root)
-    if status == "running" and (previous := store.read_run(run_id)) is not None:
+    previous = store.read_run(run_id)
+    fingerprint = code_fingerprint()
+    if status == "running" and previous is not None:
         check_same_code(previous.get("code_fingerprint"), f"run {run_id}", allow=cfg.store.allow_code_change)
+    elif previous is not None:  # an end state (also one recorded after a refusal) keeps the code it is of
+        fingerprint = previous.get("code_fingerprint")
     store.write_run(run_id, trial_id=trial_id, name=cfg.run_name, config=cfg.model_dump(mode="json"), status=status,
-                    code_fingerprint=code_fingerprint())
+                    code_fingerprint=fingerprint)
     return run_id
 
 
