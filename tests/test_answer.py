@@ -22,7 +22,8 @@ from grpo_core.reward.answer import (
         ("\\boxed{a\\}b}", "a\\}b"),  # an escaped brace does not close the box
         ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces do not nest
         ("\\boxed{\\left\\{ x \\right.}", "\\left\\{ x \\right."),  # an unmatched escaped brace
-        ("\\boxed{\\begin{pmatrix}1\\\\{2}\\end{pmatrix}}", "\\begin{pmatrix}1\\\\{2}\\end{pmatrix}"),  # \\ then {
+        # a row break \\ then a real brace
+        ("\\boxed{\\begin{pmatrix}1\\\\{2}\\end{pmatrix}}", "\\begin{pmatrix}1\\\\{2}\\end{pmatrix}"),
         ("\\boxed{1} then \\boxed{\\frac{a}{b}}", "\\frac{a}{b}"),  # the last box wins
         ("\\boxed{\\boxed{4}}", "4"),
         ("\\fbox{7}", "7"),

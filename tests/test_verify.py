@@ -9,6 +9,7 @@ bench/bench_verify.py for throughput.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -146,11 +147,14 @@ def test_extract_long_answer_is_none_and_bad_format_raises() -> None:
 @pytest.mark.parametrize(
     "forms, canonical",
     [
-        (["1234", "1,234", "1234.0", "+1234", "\\$1,234", "1{,}234", "01234", "1\\,234"], "1234"),
+        (["1234", "1,234", "1234.0", "+1234", "$1,234$", "1{,}234", "01234", "1\\,234", "1 234"], "1234"),
         (["0.5", ".5", "1/2", "2/4", "\\frac{1}{2}", "\\dfrac12", "\\tfrac{1}{2}", "0.50"], "1/2"),
         (["-3", "-3.00", "\\frac{-6}{2}", "-\\frac{6}{2}", "-3."], "-3"),
         (["0", "-0", "0.000", "000"], "0"),
-        (["50", "50%", "50\\%", "50\\text{ cm}", "50 \\mbox{dollars}", "50^\\circ", "50^{\\circ}"], "50"),
+        (["50 percent", "50%", "50\\%", "50\\text{ \\%}", "50 pct"], "50 percent"),
+        (["50\\text{ cm}", "50 cm", "50cm", "50 \\mbox{centimeters}", "50\\mathrm{cm}"], "50 centimeter"),
+        (["\\$50", "50 \\mbox{dollars}", "50 dollars", "50\\text{ Dollar}"], "50 dollar"),
+        (["50^\\circ", "50^{\\circ}", "50°", "50 \\text{degrees}"], "50 degree"),
         (["-\\frac{-1}{4}", "0.25"], "1/4"),
         (["1" * 80], "1" * 80),  # integers of any length compare as digit strings
     ],
@@ -433,3 +437,81 @@ def test_fraction_forms_normalize_identically(value) -> None:
     if value.denominator == 1:
         forms.append(f"{value.numerator:,}")
     assert {normalize_answer(f) for f in forms} == {str(value)}
+
+
+# ------------------------------------------------------------------ answer shapes (issue 18)
+
+
+@pytest.mark.parametrize(
+    "completion, gold, expected",
+    [
+        # LaTeX row breaks survive spacing: vectors, matrices, cases
+        ("\\boxed{\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}}", "\\begin{pmatrix}2\\\\-1\\end{pmatrix}", True),
+        ("\\boxed{\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", True),
+        ("\\boxed{\\begin{pmatrix} 1 & 2 \\\\ 3 & 5 \\end{pmatrix}}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", False),
+        ("\\boxed{\\begin{cases} x & x > 0 \\\\ -x & x \\le 0 \\end{cases}}",
+         "\\begin{cases}x&x>0\\\\-x&x\\le 0\\end{cases}", True),
+        # percent and unit words: math-verify reads the answer as written, not a squeezed form
+        ("\\boxed{28 percent}", "28\\%", True),
+        ("\\boxed{28 pct}", "28\\%", True),
+        ("\\boxed{0.28}", "28\\%", True),  # 28% is 0.28 ...
+        ("\\boxed{28}", "28\\%", True),  # ... and, for a question asked in percent, 28
+        ("\\boxed{2.8}", "28\\%", False),
+        # thousands separators: 1,234 1{,}234 1\,234 1 234; a comma and a space make a list
+        ("\\boxed{32,349}", "32349", True),
+        ("\\boxed{32{,}349}", "32349", True),
+        ("\\boxed{32\\,349}", "32349", True),
+        ("\\boxed{32 349}", "32349", True),
+        ("\\boxed{32, 349}", "32349", False),
+        ("\\boxed{1, 000}", "1000", False),
+        ("\\boxed{1.234.567}", "1234567", False),  # no European grouping
+        # a leading zero group is not thousands; a plain leading zero is
+        ("\\boxed{0,111}", "111", False),
+        ("\\boxed{004,004}", "4004", False),
+        ("\\boxed{007}", "7", True),
+        # equality chains: every member is stated, so all must equal the gold
+        ("\\boxed{6 = 7}", "7", False),
+        ("\\boxed{" + "=".join(str(k) for k in range(1, 41)) + "}", "40", False),
+        ("\\boxed{\\frac{10}{2} = 5}", "5", True),
+        ("\\boxed{x = 5}", "5", True),
+        ("\\boxed{x = 6 = 5}", "5", False),
+        ("\\boxed{=5}", "5", False),
+        # units are compared when both sides state one
+        ("\\boxed{5\\text{ cm}}", "5\\text{ m}", False),
+        ("\\boxed{5\\text{ cm}}", "5", True),
+        ("\\boxed{5}", "5\\text{ cm}", True),
+        ("\\boxed{5 centimeters}", "5\\text{ cm}", True),
+        # several values for one gold
+        ("\\boxed{3, 5}", "3", False),
+        ("\\boxed{3 \\text{ or } 5}", "3", False),
+        ("\\boxed{x = 1 \\text{ or } x = 2}", "\\{1, 2\\}", True),
+        ("\\boxed{x = 1, x = 6 = 2}", "\\{1, 2\\}", False),
+    ],
+)
+def test_answer_shapes(completion: str, gold: str, expected: bool) -> None:
+    assert finishes(verify, completion, gold, "auto", 10.0).correct is expected
+
+
+@pytest.mark.parametrize(
+    "completion, gold, expected, math_verify_says",
+    [
+        ("\\boxed{0.3333333}", "\\frac{1}{3}", False, True),  # decimals are exact, not rounded
+        ("\\boxed{3} then \\boxed{5}", "5", True, False),  # only the last box is the answer
+        ("\\boxed{6 = 7}", "7", False, True),  # a false equation is not its right-hand side
+        ("\\boxed{5\\text{ cm}}", "5\\text{ m}", False, True),  # units are compared, not dropped
+    ],
+)
+def test_deliberate_departures_from_math_verify(
+    completion: str, gold: str, expected: bool, math_verify_says: bool
+) -> None:
+    from math_verify import parse
+    from math_verify import verify as math_verify_verify
+
+    assert math_verify_verify(parse(f"${gold}$"), parse(completion)) is math_verify_says
+    assert verify(completion, gold).correct is expected
+
+
+def test_timeout_kill_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=V.__name__):
+        assert V._WORKER.check("9^{9^{9}}", "3", 0.5) is False
+    assert any("slow-path check killed" in r.getMessage() for r in caplog.records)

@@ -20,25 +20,50 @@ rules the data loaders and the synthetic task's step labels use too:
 Only the last MAX_SCAN_CHARS characters of a completion are read. Every format looks for the *last*
 occurrence, and a longer tail would only cost time.
 
-Equivalence (`is_equivalent`), cheapest first:
-1. Fast path, no sympy. `normalize_answer` puts numbers in canonical form: integers, decimals,
-   thousands separators, a/b, \\frac{a}{b}; `$`, `%`, degrees and a trailing `\\text{unit}` are
-   stripped, following Hendrycks' `strip_string`. Canonical forms are "-3" and "1/2". Two numbers
-   are equal exactly when their canonical strings are equal. If both sides are numbers, the
-   answer is final. Other answers get a light cosmetic LaTeX normalisation and are compared as
-   strings.
-2. Slow path: math-verify (`parse` + `verify`), for symbolic and LaTeX answers (\\sqrt{2}, x^2+1,
-   intervals, sets). Input is screened first: length, brace balance, nesting depth, exponent
-   towers, `**` and large factorials are refused, and the result is False at once.
+What an answer states (`_read`, `is_equivalent`); an answer that states several different
+values is wrong:
+- a value: "5", "\\frac{1}{2}", "\\{1, 2\\}", "[1, 3)", "(2, -1)", a matrix. A list "1, 2" is a set
+  or tuple of values (math-verify compares it), never one of its items: "3, 5" is wrong for 3.
+- an assignment: a name ("x", "a_1", "f(3)", "\\theta", "\\angle ABC") then `=` or `\\in`, then the
+  value: "x = 5" states 5, and a gold "y = 2x+3" is the value 2x+3.
+- a chain: every member is stated, so every member must equal the gold. "\\frac{10}{2} = 5" is right
+  for 5; "6 = 7" and "1=2=...=40" are wrong for 7 and 40.
+- an equation between expressions in the gold ("x^2+y^2=1"): the prediction must be an equation
+  too; the two are compared whole.
+- a list of assignments ("x = 1, y = 2", "x = 1 or x = 2"): read whole; an item that is a chain or
+  an equation between values makes the answer ill-formed (wrong).
+- units (`_split_unit`): a leading `\\$`, a trailing `%`/`\\%`/"percent"/"pct", a degree sign, a
+  `\\text{...}` unit or a unit word after a number. When both sides state a unit, the units must be
+  the same (after spelling out abbreviations and plurals: "cm" is "centimeters"), so "5 cm" is
+  not "5 m"; a unit on one side only is accepted. Units are never converted. A percentage p%
+  equals p and p/100 (28% matches 28 and 0.28).
+Numbers (`normalize_answer`) are exact: integers of any length, decimals, a/b, \\frac{a}{b}, with
+thousands written 1,234 / 1{,}234 / 1\\,234 / 1 234. The first group has no leading zero
+(0,111 and 004,004 are lists), a comma followed by a space separates list items ("32, 349"),
+and there is no decimal comma or European 1.234.567. Values that are not both numbers are
+compared as cosmetically cleaned strings, then by math-verify (`parse` + `verify`) on the value
+as written, unit removed (not on a normalised form, which would lose information). math-verify
+is screened first (`slow_path_rejection`): length, brace balance, nesting depth, group count,
+exponent towers, `**` and large factorials are refused, and the result is False at once.
+
+Where the verdicts deliberately differ from math-verify called directly, and why:
+- Decimals are exact: "0.3333333" is not 1/3 (math-verify rounds floats and says it is).
+- Only the last `\\boxed{}` is the answer (math-verify joins every box of a completion into a set).
+- A chain or false equation is not its right-hand side ("6 = 7" is not 7; math-verify takes 7).
+- Units are compared when both sides state one ("5 cm" is not "5 m"; math-verify drops units).
+- "1\\,234" and "1 234" are 1234 (math-verify adds the groups).
 
 Departures from math-verify's own usage, and why:
 - math-verify times out with `signal.alarm`, which works only in the main thread. The alarm takes
   whole seconds, and a Python signal handler cannot interrupt one long C-level operation, such as
   a big-integer power. Our trainer runs inside Prefect worker threads. So math-verify runs in one
   persistent child process (`python -P verify.py --slow-path-worker`, JSON lines over pipes), with
-  its own timeouts turned off. The parent waits `timeout_s` of wall-clock time. On timeout it kills
-  the child and starts a fresh one, and the answer is False. The child also has an address-space
-  limit (WORKER_MEMORY_BYTES), so a huge number fails with MemoryError and does not swap.
+  its own timeouts turned off. Which answers it judges is decided by `slow_path_rejection`'s
+  limits, which keep every check far inside the wall-clock guard, so a verdict does not depend on
+  machine load. The parent still waits at most `timeout_s` (DEFAULT_TIMEOUT_S) as a last resort; if
+  that fires it logs a warning, kills the child, starts a fresh one, and the answer is False. The
+  child also has an address-space limit (WORKER_MEMORY_BYTES), so a huge number fails with
+  MemoryError and does not swap.
 - We use only `LatexExtractionConfig`, never `ExprExtractionConfig`. Every answer is wrapped as
   `\\boxed{answer}`. ExprExtractionConfig hands matched text to sympy's string parser (parse_expr,
   which calls Python's eval). Its regex only admits digits and operators, but we do not rely on
@@ -50,9 +75,9 @@ Departures from math-verify's own usage, and why:
   `variable_values`, are never given model text. The tests feed `__import__('os').system(...)`
   payloads through every format, as completion and as gold, and check that nothing ran.
 
-Bounds: extraction and the fast path are linear in min(len(text), MAX_SCAN_CHARS). The slow path
+Bounds: extraction and reading are linear in min(len(text), MAX_SCAN_CHARS). The slow path
 takes at most `timeout_s` of computation. Two waits come on top. The first call, and the first call
-after a timeout kill, waits for the child to start (0.3-0.7 s here; at most WORKER_STARTUP_S). Callers in
+after a timeout kill, waits for the child to start (at most WORKER_STARTUP_S). Callers in
 other threads queue for the one worker (at most LOCK_WAIT_S). Call `warm_up()` to pay the start-up
 cost ahead of time. POSIX only: the pipes are read with `select`.
 """
@@ -61,6 +86,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import select
@@ -70,6 +96,7 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Literal
 
 from grpo_core.reward.answer import last_answer_line, last_boxed, last_gsm8k
@@ -80,14 +107,17 @@ MAX_SCAN_CHARS = 8192  # only the last 8 KB of a completion is searched for an a
 MAX_ANSWER_CHARS = 1024  # a longer extracted answer counts as unparseable (None)
 MAX_NUMBER_DIGITS = 50  # fast path: longest digit run turned into a Fraction (decimals, a/b)
 MAX_SLOW_CHARS = 512  # slow path: longer answers are refused (False)
-MAX_NESTING = 32  # slow path: deepest {[( nesting accepted
+MAX_NESTING = 6  # slow path: deepest {[( nesting accepted
+MAX_GROUPS = 64  # slow path: most {[( groups in one answer
 MAX_EXPONENT_DIGITS = 4  # slow path: longest digit run inside an exponent (10^{9999} is fine)
 MAX_FACTORIAL_DIGITS = 3  # slow path: 999! is fine, 10000! is refused
+DEFAULT_TIMEOUT_S = 10.0  # last-resort wall-clock guard per slow-path check (logged when it fires)
 WORKER_STARTUP_S = 60.0  # longest wait for the child to import math-verify and report ready
 LOCK_WAIT_S = 120.0  # longest wait for the single worker while another thread uses it
 WORKER_MEMORY_BYTES = 4 << 30  # RLIMIT_AS of the child process
 
 _FORMATS = ("auto", "synthetic", "boxed", "gsm8k")
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,69 +159,98 @@ def extract_answer(text: str, fmt: AnswerFormat = "auto") -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Normalisation (fast path)
+# Reading an answer: cosmetic LaTeX, numbers, units, and which values it states
 # --------------------------------------------------------------------------------------------
 
-# Cosmetic LaTeX: spacing commands, \left/\right, \displaystyle (Hendrycks' strip_string).
-_COSMETIC_RE = re.compile(
-    r"\\[,;:! ]|\\q?quad(?![A-Za-z])|\\displaystyle(?![A-Za-z])|\\left(?![A-Za-z])|\\right(?![A-Za-z])"
-)
+# `\\` (a row break) is matched first, so `\\ ` and `\\,` keep both of its backslashes.
+_SPACING_RE = re.compile(r"\\\\|\\[,;:! ]|\\q?quad(?![A-Za-z])|~")
+_DROP_RE = re.compile(r"\\displaystyle(?![A-Za-z])|\\left(?![A-Za-z])|\\right(?![A-Za-z])")
 _FRAC_ALIAS_RE = re.compile(r"\\[dt]frac(?![A-Za-z])")
-_DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
-# A trailing unit written as text: "5\text{ cm}", "5 \mbox{dollars}", "3\mathrm{m}".
-_TEXT_UNIT_RE = re.compile(r"\\(?:text|mbox|mathrm|textrm)\{[A-Za-z][A-Za-z .]{0,40}\}$")
-_SPACE_RE = re.compile(r"\s+")
-_INT_RE = re.compile(r"([+-]?)(\d{1,3}(?:,\d{3})+|\d+)")
-_DEC_RE = re.compile(r"([+-]?)(\d{1,3}(?:,\d{3})+|\d*)\.(\d+)")
-_SLASH_FRAC_RE = re.compile(r"([+-]?)(\d+)/(\d+)")
-_TEX_FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?)(\d+)\}\{(\d+)\}")
-_TEX_FRAC_SHORT_RE = re.compile(r"([+-]?)\\frac(\d)(\d)")  # \frac12
+# Thousands: 1,234,567 or 1 234 567 (`\,` has become a space). The first group has no leading
+# zero, so 0,111 and 004,004 are lists. A plain run of digits may have leading zeros (007 is 7).
+_GROUPED = r"[1-9][0-9]{0,2}(?:,[0-9]{3})+|[1-9][0-9]{0,2}(?: [0-9]{3})+|[0-9]+"
+_DECIMAL_RE = re.compile(rf"([+-]?) ?({_GROUPED}|)(?:\.([0-9]+))?")
+_SLASH_FRAC_RE = re.compile(r"([+-]?)([0-9]+)/([0-9]+)")
+_TEX_FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?)([0-9]+)\}\{([0-9]+)\}")
+_TEX_FRAC_SHORT_RE = re.compile(r"([+-]?)\\frac([0-9])([0-9])")  # \frac12
+
+_PERCENT = "percent"
+_POWER = r"(?:\^\{?[23]\}?)?"
+_PERCENT_RE = re.compile(r"(?:\\%|%)$")
+_DEGREE_RE = re.compile(r"(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|°)$")
+_TEXT_UNIT_RE = re.compile(rf"\\(?:text|mbox|mathrm|textrm)\s*\{{([^{{}}]*)\}}\s*({_POWER})$")
+_WORD_UNIT_RE = re.compile(
+    rf"(?<![\\A-Za-z])([A-Za-z]{{2,}}(?:[ /][A-Za-z]{{2,}}){{0,2}}|[mgshL])({_POWER})$"
+)
+_UNIT_ALIASES = {
+    "%": _PERCENT, "\\%": _PERCENT, "pct": _PERCENT, "percentage": _PERCENT, "°": "degree",
+    "\\circ": "degree", "deg": "degree", "usd": "dollar", "cm": "centimeter", "centimetre": "centimeter",
+    "m": "meter", "metre": "meter", "km": "kilometer", "kilometre": "kilometer", "mm": "millimeter",
+    "millimetre": "millimeter", "in": "inch", "ft": "foot", "feet": "foot", "yd": "yard",
+    "mi": "mile", "g": "gram", "kg": "kilogram", "lb": "pound", "lbs": "pound", "oz": "ounce",
+    "s": "second", "sec": "second", "secs": "second", "min": "minute", "mins": "minute",
+    "h": "hour", "hr": "hour", "hrs": "hour", "l": "liter", "litre": "liter", "ml": "milliliter",
+    "millilitre": "milliliter", "sq": "square", "per": "/",
+}
+_UNIT_TOKEN_RE = re.compile(r"[a-z]+|\\%|\\circ|[^a-z\s]")
+_KNOWN_UNITS = frozenset(w for w in _UNIT_ALIASES if w.isalpha() and len(w) > 1) | frozenset(
+    v for v in _UNIT_ALIASES.values() if v.isalpha()
+)
+
+# What separates the members of an equation or chain, and the items of a list.
+_EQUALS_RE = re.compile(r":=|(?<![<>!=:])==?|\\in(?![A-Za-z])")
+_LIST_SEP_RE = re.compile(r",|;|\\(?:text|mbox)\s*\{\s*(?:or|and)\s*\}|\s(?:or|and)\s")
+_PLAIN_INTEGER_RE = re.compile(r"[+-]?[0-9]{1,50}")
+_COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
+_GREEK = (
+    "alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|"
+    "xi|pi|rho|sigma|tau|upsilon|phi|varphi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Pi|Sigma|"
+    "Phi|Psi|Omega"
+)
+# A name that an answer may assign to: x, x_1, a_{n}, f(x), P(A), \theta, y', \angle ABC.
+_NAME_RE = re.compile(
+    rf"(?:[A-Za-z]|\\(?:{_GREEK}))(?:_(?:\{{[A-Za-z0-9,]*\}}|[A-Za-z0-9]))?'*(?:\([^()=]*\))?"
+    r"|(?:m\s*)?\\angle\s*[A-Z]{1,3}"
+)
+
+
+@dataclass(frozen=True)
+class _Value:
+    """One value an answer states."""
+
+    text: str  # as written, unit and `$` removed: what math-verify reads
+    clean: str  # cosmetic, spaces squeezed: compared as a string
+    number: str | None  # canonical "p" or "p/q" when a plain rational number
+    unit: str | None  # canonical unit ("centimeter", "percent", "dollar"), None if none stated
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """What an answer states: one value, or several the answer claims are equal."""
+
+    members: tuple[_Value, ...]  # more than one: a chain, or an equation between expressions
+    raw: str
 
 
 def _squeeze_spaces(s: str) -> str:
-    """Drop whitespace, except one space between two letters (keeps `\\pi r` apart from `\\pir`)."""
-    parts = _SPACE_RE.split(s)
-    out = parts[0]
+    """Drop whitespace, except one space between two letters or two digits (`\\pi r`, `2 3`)."""
+    parts = s.split()
+    out = parts[0] if parts else ""
     for part in parts[1:]:
-        if out and part and out[-1].isalpha() and part[0].isalpha():
+        a, b = out[-1], part[0]
+        if (a.isalpha() and b.isalpha()) or (a.isdigit() and b.isdigit()):
             out += " "
         out += part
     return out
 
 
 def _cosmetic(answer: str) -> str:
-    """Meaning-preserving LaTeX cleanup shared by numbers and symbolic answers."""
-    s = answer.strip()
-    s = _COSMETIC_RE.sub(" ", s)
+    """Meaning-preserving LaTeX cleanup; whitespace runs become one space (numbers need them)."""
+    s = _SPACING_RE.sub(lambda m: m.group() if m.group() == "\\\\" else " ", answer)
+    s = _DROP_RE.sub(" ", s)
     s = _FRAC_ALIAS_RE.sub(r"\\frac", s)
-    s = s.replace("\\$", "").replace("$", "")  # currency and math delimiters
-    s = s.replace("\\%", "").replace("%", "")  # percentages compare as the bare number
-    s = _DEGREE_RE.sub("", s)
-    s = s.replace("{,}", ",")  # LaTeX thousands separator 1{,}234
-    s = _squeeze_spaces(s)
-    return s.rstrip(".")  # sentence-final period
-
-
-def _numeric_canonical(s: str) -> str | None:
-    """Canonical "p" or "p/q" if `s` (already cosmetic) is a plain rational number, else None."""
-    unit = _TEXT_UNIT_RE.search(s)
-    if unit is not None and unit.start() > 0:
-        s = s[: unit.start()]
-    if m := _INT_RE.fullmatch(s):  # any length: pure string work, no int conversion
-        digits = m.group(2).replace(",", "").lstrip("0") or "0"
-        return digits if m.group(1) != "-" or digits == "0" else "-" + digits
-    value: Fraction | None = None
-    if m := _DEC_RE.fullmatch(s):
-        whole, frac = m.group(2).replace(",", ""), m.group(3)
-        if len(whole) + len(frac) > MAX_NUMBER_DIGITS:
-            return None
-        value = Fraction(int(whole or "0") * 10 ** len(frac) + int(frac), 10 ** len(frac))
-        value = -value if m.group(1) == "-" else value
-    elif (m := _SLASH_FRAC_RE.fullmatch(s)) or (m := _TEX_FRAC_SHORT_RE.fullmatch(s)):
-        value = _fraction(m.group(1), "", m.group(2), m.group(3))
-    elif m := _TEX_FRAC_RE.fullmatch(s):
-        value = _fraction(m.group(1), m.group(2), m.group(3), m.group(4))
-    return None if value is None else str(value)
+    s = s.replace("\\$", "").replace("$", "").replace("{,}", ",")  # currency, delimiters, 1{,}234
+    return " ".join(s.split()).rstrip(".").rstrip()  # a sentence-final period
 
 
 def _fraction(sign_out: str, sign_in: str, num: str, den: str) -> Fraction | None:
@@ -201,24 +260,165 @@ def _fraction(sign_out: str, sign_in: str, num: str, den: str) -> Fraction | Non
     return Fraction(-int(num) if negative else int(num), int(den))
 
 
-def normalize_answer(answer: str) -> str | None:
-    """Canonical form of an answer, used for equality and as the Maj@K vote key.
+def _numeric_canonical(s: str) -> str | None:
+    """Canonical "p" or "p/q" if `s` (already cosmetic) is a plain rational number, else None."""
+    if (m := _DECIMAL_RE.fullmatch(s)) and (m.group(2) or m.group(3)):
+        whole = m.group(2).replace(",", "").replace(" ", "")
+        if m.group(3) is None:  # an integer of any length: pure string work, no int()
+            digits = whole.lstrip("0") or "0"
+            return digits if m.group(1) != "-" or digits == "0" else "-" + digits
+        frac = m.group(3)
+        if len(whole) + len(frac) > MAX_NUMBER_DIGITS:
+            return None
+        value = Fraction(int(whole or "0") * 10 ** len(frac) + int(frac), 10 ** len(frac))
+        return str(-value if m.group(1) == "-" else value)
+    squeezed = s.replace(" ", "")
+    value: Fraction | None = None
+    if (m := _SLASH_FRAC_RE.fullmatch(squeezed)) or (m := _TEX_FRAC_SHORT_RE.fullmatch(squeezed)):
+        value = _fraction(m.group(1), "", m.group(2), m.group(3))
+    elif m := _TEX_FRAC_RE.fullmatch(squeezed):
+        value = _fraction(m.group(1), m.group(2), m.group(3), m.group(4))
+    return None if value is None else str(value)
 
-    Numbers map to "p" or "p/q" in lowest terms: "1,234" and "1234.0" -> "1234"; "0.5", "1/2" and
-    "\\frac{1}{2}" -> "1/2"; "$5" -> "5"; "50%" -> "50" (the percent sign is stripped, as in
-    Hendrycks' strip_string, so it never equals "0.5"). Any other answer gets a cosmetic LaTeX
-    cleanup (spacing, \\left/\\right, \\dfrac -> \\frac, `$`, `%`, degrees). Equal canonical
-    strings mean the same answer. Different strings may still be equal symbolically;
-    `is_equivalent` checks that. None for empty answers or answers longer
-    than MAX_ANSWER_CHARS.
+
+def _unit_name(text: str) -> str | None:
+    """Canonical unit: lower case, singular, abbreviations spelled out; None if `text` is blank."""
+    words = []
+    for word in _UNIT_TOKEN_RE.findall(text.lower()):
+        if word.isalpha() and word not in _UNIT_ALIASES:
+            if word.endswith(("ches", "shes", "xes")):
+                word = word[:-2]
+            elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+                word = word[:-1]
+        words.append(_UNIT_ALIASES.get(word, word))
+    if len(words) > 1 and words[0] in ("square", "cubic"):  # "square units" is "units^2"
+        words = words[1:] + ["^", "2" if words[0] == "square" else "3"]
+    name = " ".join(w for w in words if w not in "{}")
+    return name.replace(" ^ ", "^").replace(" / ", "/") or None
+
+
+def _split_unit(text: str) -> tuple[str, str | None]:
+    """(value, canonical unit) of one value's text; the unit is None if none is stated.
+
+    A unit is a leading `\\$`, or a trailing `%`, degree sign after a number, `\\text{...}`
+    (optionally squared or cubed), or a plain unit word after a number: any word after a space
+    ("28 percent", "5 apples"), or a known abbreviation right after the digits ("5cm"). Only text
+    before the unit counts as the value, and a value is never empty (`\\text{(B)}` is an answer, not a unit).
+    """
+    s = text.strip()
+    unit: str | None = None
+    if s.startswith("\\$"):
+        s, unit = s[2:].lstrip(), "dollar"
+    for pattern in (_PERCENT_RE, _DEGREE_RE, _TEXT_UNIT_RE, _WORD_UNIT_RE):
+        m = pattern.search(s)
+        value = s[: m.start()].rstrip() if m else ""
+        if not value:
+            continue
+        if pattern is _PERCENT_RE:
+            return value, _PERCENT
+        if pattern is _DEGREE_RE:
+            if _numeric_canonical(_cosmetic(value)) is None:
+                continue  # \sin 30^\circ: the degree sign belongs to the argument
+            return value, "degree"
+        name = _unit_name(m.group(1) + m.group(2))
+        if pattern is _WORD_UNIT_RE:
+            spaced = value != s[: m.start()]
+            first = m.group(1).split()[0].split("/")[0].lower()
+            if _numeric_canonical(_cosmetic(value)) is None or not (spaced or first in _KNOWN_UNITS):
+                continue
+        return value, name or unit
+    return s, unit
+
+
+def _top_level_split(s: str, sep: re.Pattern[str]) -> list[str]:
+    """`s` split at matches of `sep` outside brackets, braces and environments. Linear in len(s)."""
+    parts: list[str] = []
+    depth = start = i = 0
+    while i < len(s):
+        if depth == 0 and (m := sep.match(s, i)) and m.end() > i:
+            parts.append(s[start:i])
+            start = i = m.end()
+            continue
+        c = s[i]
+        if c == "\\":
+            command = _COMMAND_RE.match(s, i)
+            name = command.group() if command else c
+            if name in ("\\begin", "\\{"):
+                depth += 1
+            elif name in ("\\end", "\\}"):
+                depth = max(depth - 1, 0)
+            i += len(name)
+            continue
+        if c in "{[(":
+            depth += 1
+        elif c in "}])":
+            depth = max(depth - 1, 0)
+        i += 1
+    parts.append(s[start:])
+    return parts
+
+
+def _value(text: str) -> _Value:
+    value, unit = _split_unit(text)
+    value = value.replace("\\$", "").replace("$", "").strip()
+    clean = _cosmetic(value)
+    return _Value(value, _squeeze_spaces(clean), _numeric_canonical(clean), unit)
+
+
+@lru_cache(maxsize=4096)  # gold answers repeat across a group's completions
+def _read(answer: str) -> _Statement | None:
+    """The values `answer` states, or None if it states no well-formed answer.
+
+    - "x = 5", "f(2) = 5", "x \\in [1, 2]": a name then one value; the value is the answer.
+    - "\\frac{10}{2} = 5", "6 = 7": a chain; every member is a value the answer states.
+    - "x = 1, y = 2", "x = 1 or x = 2": a list of assignments, read whole (math-verify compares
+      it); an item that is itself a chain or an equation between values makes it ill-formed.
+    - "=5", "x =": ill-formed.
+    """
+    raw = answer.strip()
+    if _PLAIN_INTEGER_RE.fullmatch(raw):  # the common case, read without scanning
+        clean = raw.lstrip("+")
+        return _Statement((_Value(raw, clean, _numeric_canonical(clean), None),), raw)
+    items = _top_level_split(raw, _LIST_SEP_RE)
+    if len(items) > 1:
+        split_items = [_top_level_split(item, _EQUALS_RE) for item in items]
+        if any(len(parts) > 1 for parts in split_items):
+            for parts in split_items:
+                if len(parts) > 2 or (len(parts) == 2 and not _NAME_RE.fullmatch(parts[0].strip())):
+                    return None
+            return _Statement((_value(raw),), raw)
+    members = [m.strip() for m in _top_level_split(raw, _EQUALS_RE)]
+    if not all(members):
+        return None
+    if len(members) > 1 and _NAME_RE.fullmatch(members[0]):
+        members = members[1:]
+    return _Statement(tuple(_value(m) for m in members), raw)
+
+
+def normalize_answer(answer: str) -> str | None:
+    """Canonical form of an answer, the Maj@K vote key: equal keys mean the same answer.
+
+    A number maps to "p" or "p/q" in lowest terms: "1,234", "1 234", "1\\,234" and "1234.0" ->
+    "1234"; "0.5", "1/2" and "\\frac{1}{2}" -> "1/2". A stated unit follows after a space, in
+    canonical form: "50\\%" -> "50 percent", "5\\text{ cm}" -> "5 centimeter", "\\$5" -> "5 dollar".
+    An assignment keeps its value ("x = 5" -> "5"). Any other answer gets a cosmetic LaTeX cleanup
+    (spacing, \\left/\\right, \\dfrac -> \\frac, `$`). Different keys may still be equivalent
+    ("50\\%" and "50"); `is_equivalent` decides that. None for an empty or ill-formed answer or
+    one longer than MAX_ANSWER_CHARS.
     """
     try:
         if not isinstance(answer, str) or len(answer) > MAX_ANSWER_CHARS:
             return None
-        s = _cosmetic(answer)
-        if not s:
+        statement = _read(answer)
+        if statement is None:
             return None
-        return _numeric_canonical(s) or s
+        if len(statement.members) > 1:
+            return _squeeze_spaces(_cosmetic(statement.raw)) or None
+        value = statement.members[0]
+        key = value.number or value.clean
+        if not key:
+            return None
+        return f"{key} {value.unit}" if value.unit else key
     except Exception:  # never raise on model text
         return None
 
@@ -260,12 +460,18 @@ def _longest_digit_run(s: str) -> int:
 
 
 def slow_path_rejection(answer: str) -> str | None:
-    """Why `answer` must not reach math-verify, or None if it may. Linear in len(answer)."""
+    """Why `answer` must not reach math-verify, or None if it may. Linear in len(answer).
+
+    These limits, not the wall clock, decide which answers math-verify judges: any answer within
+    them is parsed and compared well inside DEFAULT_TIMEOUT_S even on a loaded machine, so the
+    same input gets the same verdict however busy the machine is. Bracket nesting is the limit
+    that matters most: latex2sympy's parse time grows steeply with the depth of bare groups.
+    """
     if len(answer) > MAX_SLOW_CHARS:
         return "too long"
     if "**" in answer:
         return "python power operator"
-    braces = depth = 0
+    braces = depth = groups = 0
     for c in answer:
         if c == "{":
             braces += 1
@@ -275,8 +481,11 @@ def slow_path_rejection(answer: str) -> str | None:
                 return "unbalanced braces"
         if c in "{[(":
             depth += 1
+            groups += 1
             if depth > MAX_NESTING:
                 return "nesting too deep"
+            if groups > MAX_GROUPS:
+                return "too many groups"
         elif c in "}])":
             depth = max(depth - 1, 0)
     if braces != 0:
@@ -416,6 +625,10 @@ class _SlowPathWorker:
             self._proc.stdin.flush()
             line = self._read_line(time.monotonic() + timeout_s)
             if line not in (b"0", b"1"):
+                _LOG.warning(
+                    "slow-path check killed after %.1f s (%s); scored False: pred=%r gold=%r",
+                    timeout_s, "timeout" if line is None else "bad reply", pred[:200], gold[:200],
+                )
                 self._restart()
                 return False
             return line == b"1"
@@ -455,10 +668,8 @@ def warm_up() -> bool:
 
 def _slow_path_worker_main() -> None:
     """Child process loop: read JSON requests on stdin, answer "1"/"0" on stdout."""
-    import logging
     import resource
     import signal
-    from functools import lru_cache
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (EOF or kill)
     try:
@@ -501,32 +712,52 @@ def _slow_path_worker_main() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def is_equivalent(pred: str | None, gold: str, timeout_s: float = 2.0) -> bool:
-    """Whether `pred` denotes the same answer as `gold`. Never raises.
+def _same_value(pred: _Value, gold: _Value, timeout_s: float) -> bool:
+    """Whether two stated values are equal: units first, then exact numbers, then math-verify."""
+    if pred.unit and gold.unit and pred.unit != gold.unit:
+        return False  # "5 cm" is not "5 m"; "28 cm" is not "28%"
+    scales = [(1, 1)]  # (a, b): a * pred == b * gold
+    if (pred.unit == _PERCENT) != (gold.unit == _PERCENT):  # 28% is 28 and also 0.28
+        scales.append((1, 100) if pred.unit == _PERCENT else (100, 1))
+    if pred.number is not None and gold.number is not None:
+        p, g = Fraction(pred.number), Fraction(gold.number)
+        return any(a * p == b * g for a, b in scales)
+    if not pred.clean or not gold.clean:
+        return False
+    if pred.clean == gold.clean:
+        return True
+    if slow_path_rejection(pred.text) is not None or slow_path_rejection(gold.text) is not None:
+        return False
+    return _WORKER.check(pred.text, gold.text, timeout_s)
 
-    Fast path (exact, no sympy): canonical strings from `normalize_answer`. If both sides are
-    plain numbers, that decides. Otherwise both answers are screened (`slow_path_rejection`) and
-    math-verify decides in the child process within `timeout_s` seconds (False on timeout).
+
+def is_equivalent(pred: str | None, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Whether `pred` states the same answer as `gold`. Never raises.
+
+    Both are read into the values they state (`_read`). If gold states one value, every value
+    pred states must equal it: "x = 5" and "\\frac{10}{2} = 5" state 5, "6 = 7" states 6 and 7
+    and is wrong for gold 7. If gold is an equation between expressions ("x + y = 5"), pred must be
+    an equation too and the two are compared whole. Values are compared by unit, then exactly
+    when both are plain numbers (`normalize_answer`), then as strings, then by math-verify in the
+    child process on the text as written (screened by `slow_path_rejection`).
     """
     try:
         if not isinstance(pred, str) or not isinstance(gold, str):
             return False
-        p, g = normalize_answer(pred), normalize_answer(gold)
+        if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+            return False
+        p, g = _read(pred), _read(gold)
         if p is None or g is None:
             return False
-        if p == g:
-            return True
-        if _numeric_canonical(p) == p and _numeric_canonical(g) == g:
-            return False  # two different exact rationals
-        if slow_path_rejection(p) is not None or slow_path_rejection(g) is not None:
-            return False
-        return _WORKER.check(p, g, timeout_s)
+        if len(g.members) > 1:
+            return len(p.members) > 1 and _same_value(_value(p.raw), _value(g.raw), timeout_s)
+        return all(_same_value(member, g.members[0], timeout_s) for member in p.members)
     except Exception:  # never raise on model text
         return False
 
 
 def verify(
-    completion: str, gold: str, fmt: AnswerFormat = "auto", timeout_s: float = 2.0
+    completion: str, gold: str, fmt: AnswerFormat = "auto", timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> Verdict:
     """Extract the final answer from `completion` and compare it with `gold` (the reward).
 
