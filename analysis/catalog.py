@@ -27,6 +27,12 @@ holds catalog.duckdb, `connect` falls back to an in-memory database with the sam
 always work; only objects a user saved in the catalog file are then out of reach.
 With read_only=True the file is opened read-only (several readers may share it) and the definitions are
 made as temporary objects, which take precedence over the stored ones.
+
+For the duckdb CLI, `write_cli_script(root)` writes the same definitions as plain SQL,
+{root}/catalog.sql, with the Parquet globs relative to the store: `cd runs/store && duckdb -init
+catalog.sql` (or `.read catalog.sql`) defines everything in the CLI's own in-memory database. A CLI of
+another DuckDB version cannot open catalog.duckdb (its storage version differs), but reads the script
+and the Parquet files; the script keeps working when the store is copied or moved.
 """
 
 from __future__ import annotations
@@ -40,11 +46,13 @@ import pyarrow as pa
 
 from grpo_core.store.tables import TABLES, TableSpec
 
-__all__ = ["CATALOG_FILE", "SQL_DIR", "connect", "load_sql", "query"]
+__all__ = ["CATALOG_FILE", "CLI_SCRIPT", "SQL_DIR", "cli_script", "connect", "load_sql", "query",
+           "write_cli_script"]
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.duckdb"
+CLI_SCRIPT = "catalog.sql"
 SQL_DIR = Path(__file__).with_name("sql")
 
 # Defined after the store tables' views, in this order (later ones read earlier ones).
@@ -112,6 +120,40 @@ def query(root: Path, sql: str, params: dict | None = None) -> pa.Table:
         con.close()
 
 
+def cli_script(root: Path) -> str:
+    """Every definition of `connect` as one SQL script for the duckdb CLI, globs relative to `root`
+    (run the CLI from the store's directory). Tables whose glob matches no file yet, and metric
+    columns of step_metrics_wide, are as they are now: rewrite the script after new data arrive."""
+    root = Path(root).resolve()
+    con = connect(root, read_only=True)
+    try:
+        out = [f"-- The store's views and macros for the duckdb CLI (written by `grpo sql --cli-script`).\n"
+               f"-- Paths are relative to the store: cd {root} && duckdb -init {CLI_SCRIPT}"]
+        for spec in TABLES.values():
+            columns = ", ".join(f'"{name}" {kind}' for name, kind, *_ in
+                                con.execute(f"describe _{spec.name}_empty").fetchall())
+            out.append(f"create or replace table _{spec.name}_empty ({columns})")
+            source = f"from _{spec.name}_empty"
+            if next(root.glob(spec.glob), None) is not None:
+                source = f"from read_parquet({_literal(spec.glob)}, union_by_name = true) union all by name " + source
+            out.append(f"create or replace view _{spec.name}_files as {source}")
+            out.append(_ddl(spec.name, False) if (SQL_DIR / f"{spec.name}.sql").exists()
+                       else f"create or replace view {spec.name} as from _{spec.name}_files")
+            out.append(_comments(con, spec))
+        out += [_step_metrics_wide(con, False) if name == "step_metrics_wide" else _ddl(name, False)
+                for name in DERIVED]
+    finally:
+        con.close()
+    return "\n\n".join(text.strip().rstrip(";") + "\n;" for text in out) + "\n"  # ';' after a trailing comment
+
+
+def write_cli_script(root: Path) -> Path:
+    """Write cli_script(root) to {root}/catalog.sql; returns its path."""
+    path = Path(root) / CLI_SCRIPT
+    path.write_text(cli_script(root))
+    return path
+
+
 def _open(root: Path, *, read_only: bool) -> tuple[duckdb.DuckDBPyConnection, bool]:
     """(connection, whether definitions must be temporary)."""
     path = root / CATALOG_FILE
@@ -146,7 +188,7 @@ def _define(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool) -> N
             con.execute(_ddl(spec.name, temporary))
         else:
             con.execute(f"create or replace {temp}view {spec.name} as from _{spec.name}_files")
-        _comment(con, spec)
+        con.execute(_comments(con, spec))
     for name in DERIVED:
         if name != "step_metrics_wide":
             con.execute(_ddl(name, temporary))
@@ -155,20 +197,24 @@ def _define(con: duckdb.DuckDBPyConnection, root: Path, *, temporary: bool) -> N
             source = f"read_parquet({_literal(root / spec.glob)}, union_by_name = true)"
             con.execute(f"create or replace {temp}view _{spec.name}_files as "
                         f"from {source} union all by name from _{spec.name}_empty")
+    con.execute(_step_metrics_wide(con, temporary))
+
+
+def _step_metrics_wide(con: duckdb.DuckDBPyConnection, temporary: bool) -> str:
+    """sql/step_metrics_wide.sql with the metric names now in step_metrics spelled out."""
     metrics = [m for (m,) in con.execute("select distinct metric from step_metrics order by metric").fetchall()]
-    sql = _ddl("step_metrics_wide", temporary)
-    con.execute(sql.replace("{{ metrics }}", ", ".join(_literal(m) for m in metrics)))
+    return _ddl("step_metrics_wide", temporary).replace("{{ metrics }}", ", ".join(_literal(m) for m in metrics))
 
 
-def _comment(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
-    """The spec's docs as comments on its view: the table's on the view, each stored column's on the view
-    column of that name. Columns the view derives are commented by its sql/{name}.sql."""
+def _comments(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:
+    """The spec's docs as comment statements on its view: the table's on the view, each stored column's
+    on the view column of that name. Columns the view derives are commented by its sql/{name}.sql."""
     shown = {column for (column, *_) in con.execute(f"describe {spec.name}").fetchall()}
     statements = [f"comment on view {spec.name} is {_literal(spec.doc)}"]
     statements += [
         f"comment on column {spec.name}.{c.name} is {_literal(c.doc)}" for c in spec.columns if c.name in shown
     ]
-    con.execute(";\n".join(statements))
+    return ";\n".join(statements)
 
 
 def _ddl(name: str, temporary: bool) -> str:

@@ -7,15 +7,19 @@
     grpo report    RUN_ID ... [--out DIR] [--config F] [key=value ...]   the RL-effects report (flow analysis/report)
     grpo sweep     [--config F] [key=value ...]   an Optuna sweep over G, beta, epsilon (flow sweep/optuna)
     grpo sql "SELECT ..." [--csv F | --parquet F] query the store's DuckDB views
+    grpo sql                                      an interactive duckdb shell with the views defined
     grpo config    [--config F] [--docs] [...]    print the resolved configuration as YAML
 
-Overrides are dotted YAML values: `grpo.beta=0.0 grpo.group_size=16`.
+Overrides are dotted YAML values: `grpo.beta=0.0 grpo.group_size=16`, before or after the options.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,6 +37,14 @@ from grpo_core.config import ConfigError, ExperimentConfig, commented_yaml, load
 from grpo_core.provenance import CodeChangedError
 
 console = Console()
+# Piped output (`grpo sql ... | less -S`, a file) is not squeezed to 80 columns: tables keep their width.
+wide = console if console.is_terminal else Console(width=100_000)
+
+DUCKDB_CLI = "duckdb-cli==1.5.6"  # the pinned CLI of the dev extra (pyproject.toml)
+
+
+class CommandError(Exception):
+    """A mistake in what the user asked for: only its message is printed."""
 
 EXAMPLE_SQL = (
     "SELECT step, avg(reward) AS reward, avg(correct::INT) AS accuracy, avg(n_tokens) AS length "
@@ -85,6 +97,11 @@ def _print_evals(result: dict, cfg: ExperimentConfig, wall: float) -> None:
     console.print(f'  .venv/bin/grpo sql "{EXAMPLE_SQL.format(run_id=result["run_id"])}"', soft_wrap=True)
     if "report" in result:
         console.print(f"report: {result['report']['html']} (and report.md beside it)")
+    if cfg.logging.wandb:
+        runs = (cfg.store.runs_dir / result["run_id"]).resolve()
+        console.print(f"W&B ({cfg.logging.wandb_mode or os.environ.get('WANDB_MODE') or 'offline'}): one W&B run per "
+                      f"iteration in {runs}/it00N/wandb, group {result['run_id']}; upload offline runs with "
+                      f"`wandb sync {runs}/it001/wandb` (one per iteration)", soft_wrap=True)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -157,13 +174,22 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
+    import duckdb
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     from analysis.catalog import query
 
+    if args.query is not None and re.match(r"[A-Za-z_][\w.]*=", args.query):  # `grpo sql store.root=DIR`: no query
+        args.overrides, args.query = [args.query, *args.overrides], None
     root = load_config(args.config, args.overrides).store.root
-    result = query(root, args.query)
+    if args.query is None:
+        shell(root)
+        return
+    try:
+        result = query(root, args.query)
+    except duckdb.Error as err:  # DuckDB's own message says what is wrong with the SQL
+        raise CommandError(str(err)) from None
     if args.csv:
         pacsv.write_csv(result, args.csv)
         console.print(f"{result.num_rows} rows -> {args.csv}")
@@ -176,9 +202,41 @@ def cmd_sql(args: argparse.Namespace) -> None:
             table.add_column(name, overflow="fold")
         for row in result.to_pylist()[: args.limit]:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
-        console.print(table)
+        wide.print(table)
         if result.num_rows > args.limit:
             console.print(f"({result.num_rows} rows, first {args.limit} shown; --limit N for more)")
+    if result.num_rows == 0:
+        console.print(f"0 rows{unknown_runs(root, args.query)}", highlight=False, soft_wrap=True)
+
+
+def unknown_runs(root: Path, sql: str) -> str:
+    """'; no run 'x' in the store (its runs: a, b)' when `sql` names run ids the store does not hold, else ''."""
+    from analysis.catalog import query
+
+    if "run_id" not in sql.lower():
+        return ""
+    known = [r["run_id"] for r in query(root, "SELECT run_id FROM runs ORDER BY run_id").to_pylist()]
+    named = [text.replace("''", "'") for text in re.findall(r"'((?:[^']|'')*)'", sql)]
+    missing = [t for t in named if t not in known and re.fullmatch(r"[\w.+-]+-[0-9a-f]{8}", t)]
+    if not missing:
+        return ""
+    return f"; no run {', '.join(map(repr, missing))} in the store {root} (its runs: {', '.join(known) or 'none'})"
+
+
+def shell(root: Path) -> None:
+    """The duckdb CLI in the store's directory with the catalog's views and macros defined (catalog.sql)."""
+    from analysis.catalog import CLI_SCRIPT, write_cli_script
+
+    script = write_cli_script(root)
+    cli = shutil.which("duckdb") or shutil.which("duckdb", path=str(Path(sys.executable).parent))
+    if cli is None:
+        raise CommandError(f"wrote {script}; no duckdb CLI on PATH to open it with: `pip install {DUCKDB_CLI}` "
+                           f"(in the dev extra), then: cd {Path(root).resolve()} && duckdb -init {CLI_SCRIPT}")
+    console.print(f"duckdb shell on {Path(root).resolve()} (views from {script}; .quit to leave)", highlight=False,
+                  soft_wrap=True)
+    sys.stdout.flush()  # exec replaces the process: nothing buffered may be left behind
+    os.chdir(root)
+    os.execv(cli, [cli, "-init", CLI_SCRIPT])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(fn=cmd_report)
     with_config(sub.add_parser("sweep", help="an Optuna sweep over GRPO knobs (flow sweep/optuna)")).set_defaults(
         fn=cmd_sweep)
-    sql = sub.add_parser("sql", help="run SQL over the store")
-    sql.add_argument("query", help="SQL over the views runs, rollouts, step_metrics, evals, ...")
+    sql = sub.add_parser("sql", help="run SQL over the store (no query: a duckdb shell with the views)")
+    sql.add_argument("query", nargs="?", help="SQL over the views runs, rollouts, step_metrics, evals, ... "
+                     "(none: the duckdb CLI in the store's directory, views from catalog.sql)")
     sql.add_argument("--csv", type=Path, help="write the result as CSV")
     sql.add_argument("--parquet", type=Path, help="write the result as Parquet")
     sql.add_argument("--limit", type=int, default=50, help="rows to print")
@@ -218,12 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes positionals in one run: key=value overrides after an option arrive here
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if len(overrides) < len(extra) or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.fn(args)
-    except (ConfigError, CodeChangedError) as err:
-        console.print(str(err), style="red", markup=False, highlight=False)
+    except (ConfigError, CodeChangedError, CommandError) as err:
+        console.print(str(err), style="red", markup=False, highlight=False, soft_wrap=True)
         return 2
     return 0
 

@@ -476,3 +476,44 @@ def test_read_only_connect_redefines_views_over_current_files(tmp_path):
     assert con.sql("select count(*) from rollouts").fetchall() == [(3,)]
     assert con.sql("select n_rollouts from curves").fetchall() == [(3,)]
     con.close()
+
+
+# -- the duckdb CLI ---------------------------------------------------------------------------------
+DUCKDB_CLI = Path(sys.executable).with_name("duckdb")  # from the pip package duckdb-cli (the dev extra)
+
+
+def cli_rows(store: Path, sql: str) -> list[dict]:
+    """`duckdb -init catalog.sql -json -c SQL` run in `store` by the real CLI binary, rows as dicts."""
+    import json
+
+    assert DUCKDB_CLI.exists(), "no duckdb CLI in the venv: pip install -e '.[dev]' (duckdb-cli)"
+    result = subprocess.run([str(DUCKDB_CLI), "-init", "catalog.sql", "-json", "-c", sql], cwd=store,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Error" not in result.stderr, result.stderr
+    return json.loads(result.stdout or "[]")
+
+
+def test_a_duckdb_cli_of_another_version_reads_the_store_through_catalog_sql(hand_store, tmp_path_factory):
+    """The script written for the CLI defines every view and macro for a CLI whose DuckDB version cannot
+    open catalog.duckdb, with paths relative to the store: a copy of the store answers the same."""
+    import shutil
+
+    from analysis.catalog import write_cli_script
+
+    Store(hand_store).write_step_metrics({"train/kl": 0.25}, run_id="r", trial_id=None, iteration=1, step=1)
+    query(hand_store, "select 1")  # catalog.duckdb, written by the Python package
+    write_cli_script(hand_store)
+    copy = tmp_path_factory.mktemp("copied") / "store"
+    shutil.copytree(hand_store, copy)
+    shutil.rmtree(hand_store)  # nothing may point back at the original
+    for k in (1, 2, 4):
+        rows = cli_rows(copy, f"select problem_id, maj_at_k from maj_at_k_per_problem({k}) order by 1")
+        assert {r["problem_id"]: r["maj_at_k"] for r in rows} == pytest.approx(HAND_MAJ[k])
+        assert cli_rows(copy, f"select pass_at_k from pass_at_k({k})") == \
+            [{"pass_at_k": pytest.approx(mean(HAND_PASS[k].values()))}]
+    assert cli_rows(copy, 'select "train/kl" as kl from step_metrics_wide') == [{"kl": 0.25}]
+    views = {r["view_name"] for r in cli_rows(copy, "select view_name from duckdb_views() where not internal")}
+    assert set(TABLES) | {d for d in DERIVED if d in views} <= views and "run_curves" in views
+    docs = cli_rows(copy, "select comment from duckdb_columns() where table_name = 'rollouts' "
+                    "and column_name = 'reward'")
+    assert docs == [{"comment": next(c.doc for c in ROLLOUTS.columns if c.name == "reward")}]
