@@ -1,12 +1,13 @@
 """The sweep report (Markdown + self-contained HTML with PNG figures) and a trial's objective from the store.
 
     eval_objective(root, run_id, iteration, step, objective_of(cfg))   # one evaluation's held-out metric
-    write_sweep_report(study, out_dir, objective="maj@16", store_root=root, storage=url)
+    write_sweep_report(study, out_dir, objective="maj@16", store_root=root, runs_dir=runs, storage=url)
 
 The report shows the objective against each searched value, the optimisation history, the intermediate
 values the pruner saw, Optuna's parameter importances (needs two complete trials), the best
-configuration and a table of every trial (state, values, objective, wall time, its run in the store,
-why it failed). It reads the study (any Optuna storage, through Optuna's public API) and the store's
+configuration (or the trials that tie for it) and a table of every trial (state, values, objective, wall
+time, its run linked to that run's report, why it failed). Values are the knobs a trial set; Optuna's
+internal encoding parameters (`grpo.beta:choice`, grpo_core.sweep.suggest) are left out. It reads the study (any Optuna storage, through Optuna's public API) and the store's
 trials table (where failures are recorded), and knows nothing of torch.
 """
 
@@ -25,7 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.catalog import query
 from analysis.render import Document, ReportPaths
+from analysis.report import default_report_dir
 from grpo_core.sweep.objective import Objective
+from grpo_core.sweep.suggest import is_internal
 
 __all__ = ["eval_objective", "trial_rows", "write_sweep_report"]
 
@@ -50,27 +53,29 @@ def eval_objective(root: Path, run_id: str, iteration: int, step: int, objective
     return float(value)
 
 
-def trial_rows(study: optuna.Study, store_root: Path, out_dir: Path) -> list[dict[str, Any]]:
-    """One dict per trial for the report's table; `run` links to the run's rollouts directory."""
+def trial_rows(study: optuna.Study, store_root: Path, runs_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
+    """One dict per trial for the report's table; `run` links to the run's report (relative to out_dir)
+    when the trial wrote one."""
     errors = _errors(store_root, study.study_name)
     rows = []
     for t in study.get_trials(deepcopy=False):
         run_id = t.user_attrs.get("run_id")
         wall = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
             else None
+        report = default_report_dir(runs_dir, [run_id]) / "report.html" if run_id else None
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **_values(t),
                                "objective": t.value if t.state == TrialState.COMPLETE else None,
                                "wall_s": wall, "run": run_id,
-                               "run_link": os.path.relpath(store_root / "rollouts" / run_id, out_dir) if run_id else None,
+                               "run_link": os.path.relpath(report, out_dir) if report and report.exists() else None,
                                "note": _note(t, errors.get(t.number))}
         rows.append(row)
     return rows
 
 
-def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, store_root: Path,
+def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, store_root: Path, runs_dir: Path,
                        storage: str) -> ReportPaths:
     """Write report.md, report.html and the figures of `study` into out_dir."""
-    out_dir, store_root = Path(out_dir), Path(store_root)
+    out_dir, store_root, runs_dir = Path(out_dir), Path(store_root), Path(runs_dir)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState if any(t.state == s for t in trials)}
@@ -84,10 +89,16 @@ def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, st
     doc.heading("Best configuration")
     if complete:
         best = study.best_trial
-        doc.paragraph(f"Best trial: #{best.number} ({objective} = {best.value:.4f}), "
-                      f"run {best.user_attrs.get('run_id', '?')}.")
-        doc.table([{"knob": k, "value": v} for k, v in _values(best).items()], columns=["knob", "value"])
-        doc.code(" ".join(f"{k}={v}" for k, v in _values(best).items()), "text")
+        tied = [t for t in complete if t.value == best.value]
+        if len(tied) > 1:
+            doc.paragraph(f"{len(tied)} trials tie for the best {objective} ({best.value:.4f}): "
+                          + ", ".join(f"#{t.number}" for t in tied) + "; no one of them is best. Their values:")
+            doc.table([{"trial": t.number, **_values(t)} for t in tied], columns=["trial", *_keys(tied)])
+        else:
+            doc.paragraph(f"Best trial: #{best.number} ({objective} = {best.value:.4f}), "
+                          f"run {best.user_attrs.get('run_id', '?')}.")
+            doc.table([{"knob": k, "value": v} for k, v in _values(best).items()], columns=["knob", "value"])
+            doc.code(" ".join(f"{k}={v}" for k, v in _values(best).items()), "text")
     else:
         doc.paragraph("No trial completed, so there is no best configuration yet.")
 
@@ -113,11 +124,12 @@ def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, st
     if isinstance(importances, str):
         doc.paragraph(importances)
     else:
-        doc.figure(_importance_bars(importances), "importances", "importance of each Optuna parameter (optuna.importance, default evaluator)")
+        doc.figure(_importance_bars(importances), "importances",
+                   "importance of each searched knob (optuna.importance, default evaluator)")
         doc.table([{"parameter": k, "importance": v} for k, v in importances.items()])
 
     doc.heading("All trials")
-    rows = trial_rows(study, store_root, out_dir)
+    rows = trial_rows(study, store_root, runs_dir, out_dir)
     doc.table(rows, columns=["trial", "state", *keys, "objective", "wall_s", "run", "note"], links={"run": "run_link"})
     doc.paragraph("A trial's rows in the store carry its trial_id, e.g. "
                   f"grpo sql \"SELECT * FROM trials WHERE sweep = '{study.study_name}'\" or "
@@ -127,8 +139,9 @@ def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, st
 
 # -- helpers -----------------------------------------------------------------------------------------
 def _values(t: FrozenTrial) -> dict[str, Any]:
-    """The values a trial set in its config (the sweep's user attribute), else Optuna's raw params."""
-    return dict(t.user_attrs.get("overrides") or t.params)
+    """The values a trial set in its config (the sweep's user attribute), else Optuna's params less the
+    internal ones."""
+    return dict(t.user_attrs.get("overrides") or {k: v for k, v in t.params.items() if not is_internal(k)})
 
 
 def _keys(trials: Sequence[FrozenTrial]) -> list[str]:
@@ -227,8 +240,10 @@ def _importances(study: optuna.Study) -> dict[str, float] | str:
     n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if n < 2:
         return f"Importances need at least 2 complete trials; this sweep has {n}."
+    params = sorted({k for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for k in t.params
+                     if not is_internal(k)})
     try:
-        importances = optuna.importance.get_param_importances(study)
+        importances = optuna.importance.get_param_importances(study, params=params)
     except (ValueError, RuntimeError, ZeroDivisionError) as err:
         return f"Importances could not be computed: {err}"
     if not importances:

@@ -99,9 +99,10 @@ def _print_evals(result: dict, cfg: ExperimentConfig, wall: float) -> None:
         console.print(f"report: {result['report']['html']} (and report.md beside it)")
     if cfg.logging.wandb:
         runs = (cfg.store.runs_dir / result["run_id"]).resolve()
-        console.print(f"W&B ({cfg.logging.wandb_mode or os.environ.get('WANDB_MODE') or 'offline'}): one W&B run per "
-                      f"iteration in {runs}/it00N/wandb, group {result['run_id']}; upload offline runs with "
-                      f"`wandb sync {runs}/it001/wandb` (one per iteration)", soft_wrap=True)
+        console.print(f"W&B ({cfg.logging.wandb_mode or os.environ.get('WANDB_MODE') or 'offline'}, group "
+                      f"{result['run_id']}): a W&B run per iteration in {runs}/it00N/wandb, the evaluations in "
+                      f"{runs}/wandb; upload offline runs folder by folder: wandb sync {runs}/it001/wandb",
+                      soft_wrap=True)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

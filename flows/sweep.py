@@ -110,7 +110,7 @@ def sweep(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
 
     objective = objective_of(cfg).name
     paths = write_sweep_report(study, out_dir, objective=objective, store_root=cfg.store.root,
-                               storage=sweeps.storage_url(cfg))
+                               runs_dir=cfg.store.runs_dir, storage=sweeps.storage_url(cfg))
     row = records.sweep_row(cfg, study, "finished", paths.markdown)
     store.write_sweep(row)
     publish_markdown(paths.markdown, paths.html, key=artifact_key("sweep", s.name),

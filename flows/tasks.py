@@ -19,9 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import runtime, task
 from prefect.cache_policies import INPUTS, CacheKeyFnPolicy
-from prefect.runtime import flow_run
 
 from flows import stages
 from grpo_core.config import ExperimentConfig
@@ -87,7 +86,7 @@ def config_of(parameters: Mapping[str, Any]) -> ExperimentConfig:
 def named_by_run(kind: str, run_config: RunConfig = lambda cfg: cfg) -> Callable[[], str]:
     """A `flow_run_name` for a flow that records one run: '{kind}-{run id}', so the UI's flow-run list
     says which run each flow run is (and two runs of one deployment differ by name)."""
-    return lambda: f"{kind}-{run_id_for(run_config(config_of(flow_run.parameters)))}"
+    return lambda: f"{kind}-{run_id_for(run_config(config_of(runtime.flow_run.parameters)))}"
 
 
 def end_state_hooks(run_config: RunConfig = lambda cfg: cfg) -> dict[str, list[Callable[..., None]]]:
@@ -95,8 +94,8 @@ def end_state_hooks(run_config: RunConfig = lambda cfg: cfg) -> dict[str, list[C
     running is recorded 'cancelled' (cancelled in Prefect) or 'failed' (crashed or failed). A cancelled
     process's hook runs in the worker, which reads the config from the flow run's parameters."""
 
-    def record_end_state(_flow: object, run: Any, state: Any) -> None:
-        cfg = run_config(config_of(run.parameters))
+    def record_end_state(flow: object, flow_run: Any, state: Any) -> None:  # Prefect passes them by name
+        cfg = run_config(config_of(flow_run.parameters))
         record = Store(cfg.store.root).read_run(run_id_for(cfg))
         if record is not None and record["status"] == "running":
             status = "cancelled" if state.is_cancelled() or state.is_cancelling() else "failed"

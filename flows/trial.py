@@ -7,6 +7,8 @@ plain-call stages (flows.stages.PLAIN: no Prefect run here), without the evaluat
 iteration, PRM labels and training (process supervision), M GRPO steps and an evaluation. After each
 evaluation it reads the objective from the store, reports it to the study and stops early when the pruner
 says so. It tells the study COMPLETE or PRUNED itself; if it dies first, the sweep marks the trial FAIL.
+A complete or pruned trial then writes its run's RL-effects report (<runs_dir>/<run_id>/report/), which
+the sweep report links each trial to.
 A trial's own process means its own torch RNG and thread settings and a crash (even a segfault) that takes
 nothing else down.
 """
@@ -26,6 +28,7 @@ apply_offline_defaults()  # before torch or Prefect is imported
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from analysis.report import default_report_dir, write_report  # noqa: E402
 from analysis.sweep_report import eval_objective  # noqa: E402
 from flows.stages import PLAIN, start_run  # noqa: E402
 from grpo_core.config import ExperimentConfig  # noqa: E402
@@ -52,16 +55,17 @@ def run_trial(cfg: ExperimentConfig, trial: optuna.trial.Trial, trial_id: str) -
 
     try:
         result = run_iterations(cfg, PLAIN, run_id, trial_id=trial_id, evaluate_start=False, on_evaluation=report)
-        if result.stopped_early:
-            start_run(cfg, trial_id=trial_id, status="pruned")
-            trial.study.tell(trial, state=TrialState.PRUNED)
-            return TrialState.PRUNED
-        trial.study.tell(trial, values[cfg.iterative.iterations])
+        state = TrialState.PRUNED if result.stopped_early else TrialState.COMPLETE
+        if state == TrialState.PRUNED:
+            trial.study.tell(trial, state=state)
+        else:
+            trial.study.tell(trial, values[cfg.iterative.iterations])
     except BaseException:
         start_run(cfg, trial_id=trial_id, status="failed")
         raise
-    start_run(cfg, trial_id=trial_id, status="finished")
-    return TrialState.COMPLETE
+    start_run(cfg, trial_id=trial_id, status="pruned" if state == TrialState.PRUNED else "finished")
+    write_report(cfg.store.root, [run_id], default_report_dir(cfg.store.runs_dir, [run_id]))
+    return state
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,7 @@
 """prefect.yaml on a real Prefect server: work pool, `prefect deploy --all`, a process worker, and
-`prefect deployment run grpo/iterative` with a partial config from the command line.
+`prefect deployment run grpo/iterative` with a partial config from the command line; then what the UI
+shows of it (flow-run and task-run names, the evaluation log lines, the report artifact with its
+figures embedded, the evaluations table) and a cancelled run's end state in the store.
 
 Everything listens on 127.0.0.1; every process the test starts is stopped at the end (its
 whole process group is killed if it does not stop when asked).
@@ -83,6 +85,24 @@ def _tail(log: Path, n: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-n:]) if log.exists() else ""
 
 
+def _api(env: dict[str, str], path: str, body: dict | None = None) -> object:
+    """POST `body` to the server's REST API (what the UI reads) and return the decoded answer."""
+    request = urllib.request.Request(env["PREFECT_API_URL"] + path, data=json.dumps(body or {}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _wait(what: str, check, log: Path, timeout: float = 120) -> object:
+    """Poll `check()` every 0.5 s until it returns something truthy; after `timeout`, fail naming `what`
+    with the end of `log`."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s; worker log:\n{_tail(log, 80)}"
+        time.sleep(0.5)
+    return value
+
+
 def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     result = subprocess.run([*PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
@@ -115,11 +135,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         _stop(proc, signal.SIGTERM)
 
 
-@pytest.fixture
-def worker(server: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def worker(server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A process work pool and one worker polling it every second; yields the worker's log."""
     _cli(server, "work-pool", "create", POOL, "--type", "process")
-    log = tmp_path / "worker.log"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = _start([*PREFECT, "worker", "start", "--pool", POOL, "--name", "test-worker"], server, log)
     try:
         yield log
@@ -135,6 +155,7 @@ def test_deployment_runs_from_the_cli_with_a_partial_config(server, worker, tmp_
     pull = deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
     assert pull["directory"] == str(REPO)  # $PWD resolved at deploy time
     assert deployment["job_variables"]["env"]["HF_HUB_OFFLINE"] == "1"
+    assert list(deployment["parameter_openapi_schema"]["properties"]) == ["cfg"]  # no internal parameters
 
     # Only the keys that differ from the defaults: the flow fills in the rest.
     cfg = {
@@ -174,3 +195,54 @@ def test_deployment_runs_from_the_cli_with_a_partial_config(server, worker, tmp_
     status = query(cfg["store"]["root"], "SELECT status FROM runs WHERE run_id = $run_id", {"run_id": run_id})
     assert status.to_pylist() == [{"status": "finished"}]
     assert not (REPO / "runs" / "store" / "rollouts" / run_id).exists()  # nothing leaked into the checkout
+
+    # What the UI shows: the flow run and its stages by name, readable evaluations, the report's figures.
+    flow_runs = _api(server, "/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"iterative-{run_id}"]}}})
+    assert [r["state_type"] for r in flow_runs] == ["COMPLETED"], [r["name"] for r in flow_runs]
+    flow_run = {"flow_runs": {"id": {"any_": [flow_runs[0]["id"]]}}}
+    task_runs = sorted(_api(server, "/task_runs/filter", flow_run), key=lambda t: t["expected_start_time"])
+    assert [t["name"] for t in task_runs] == [
+        "start-run", "bootstrap-policy", "evaluate-it0-step0", "grpo-it1", "evaluate-it1-step2",
+        "finish-run-finished", "write-report"]
+    logs = [entry["message"] for entry in _api(server, "/logs/filter", {"logs": {
+        "flow_run_id": {"any_": [flow_runs[0]["id"]]}}})]
+    for when in ("before RL", "iteration 1 (step 2)"):
+        assert any(m.startswith(f"{when}: greedy_accuracy ") and "maj@4 " in m and "%" in m for m in logs), logs
+    assert any(m.startswith("it1 step 2/2 (100%, ETA 0s") for m in logs), logs
+    latest = _api(server, "/artifacts/latest/filter", {"artifacts": {"flow_run_id": {"any_": [flow_runs[0]["id"]]}}})
+    artifacts = {a["key"]: a for a in latest}  # each key's latest version, as the UI's Artifacts tab shows it
+    report = artifacts[f"rl-report-{run_id}"]
+    html = Path(cfg["store"]["runs_dir"]) / run_id / "report" / "report.html"
+    assert report["type"] == "markdown" and "](data:image/png;base64," in report["data"]
+    assert ".png)" not in report["data"] and f"`{html}`" in report["data"]  # no link the UI cannot load
+    table = artifacts[f"evals-{run_id}"]
+    assert table["type"] == "table" and [row["iteration"] for row in json.loads(table["data"])] == [0, 1]
+    assert artifacts[f"progress-{run_id}"]["data"] == 100.0
+
+
+def test_a_cancelled_flow_run_is_recorded_cancelled(server, worker, tmp_path, tiny_policy_dir):
+    """Cancel a running grpo/single from the CLI: the store's run ends 'cancelled', not 'running'."""
+    _cli(server, "--no-prompt", "deploy", "--name", "single", timeout=180)
+    cfg = {"run_name": "cancel", "model": {"path": str(tiny_policy_dir)},
+           "task": {"synthetic": {"n_train": 64, "n_test": 8}}, "rollout": {"max_new_tokens": 8},
+           "grpo": {"supervision": "outcome", "steps": 10000, "group_size": 2, "questions_per_step": 2,
+                    "minibatch_size": 4},
+           "eval": {"n_problems": 2, "n_samples": 2, "k_max": 2},
+           "store": {"root": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}, "logging": {"progress": False}}
+    run_id = run_id_for(ExperimentConfig.model_validate(cfg))
+    started = _cli(server, "deployment", "run", "grpo/single", "--params", json.dumps({"cfg": cfg})).stdout
+    flow_run_id = next(line.split()[-1] for line in started.splitlines() if "UUID" in line)
+    first_step = Path(cfg["store"]["root"]) / "step_metrics" / run_id / "it001-step000001.parquet"
+    _wait("GRPO step of the run to cancel", first_step.exists, worker, timeout=180)
+    _cli(server, "flow-run", "cancel", flow_run_id)
+
+    def status() -> str | None:
+        rows = query(cfg["store"]["root"], "SELECT status FROM runs WHERE run_id = $r", {"r": run_id}).to_pylist()
+        return rows[0]["status"] if rows and rows[0]["status"] != "running" else None
+
+    assert _wait("end state of the cancelled run in the store", status, worker, timeout=60) == "cancelled"
+    def cancelled() -> dict | None:
+        flow_run = _api(server, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})[0]
+        return flow_run if flow_run["state_type"] == "CANCELLED" else None
+
+    assert _wait("Cancelled state of the flow run", cancelled, worker, timeout=60)["name"] == f"single-{run_id}"

@@ -100,7 +100,11 @@ def test_sweep_states_store_rows_and_report(first_sweep: tuple[ExperimentConfig,
     best = study.best_trial
     out = records.sweep_dir(cfg)
     md = (out / "report.md").read_text()
-    assert f"Best trial: #{best.number} (maj@{N_SAMPLES} = {best.value:.4f})" in md
+    tied = [t.number for t in study.trials if t.state == TrialState.COMPLETE and t.value == best.value]
+    if len(tied) == 1:
+        assert f"Best trial: #{best.number} (maj@{N_SAMPLES} = {best.value:.4f})" in md
+    else:  # the tiny policy often scores the same on every trial: then no trial is called best
+        assert f"{len(tied)} trials tie for the best maj@{N_SAMPLES}" in md and "Best trial" not in md
     assert "| 2 | FAIL |" in md and "holds no HF model" in md  # the error's last line, from the store
     assert {"objective_vs_params.png", "history.png", "intermediate.png", "importances.png"} <= {p.name for p in out.glob("*.png")}
     assert "data:image/png;base64," in (out / "report.html").read_text()
@@ -176,13 +180,37 @@ def test_report_with_one_complete_trial_explains_missing_importances(tmp_path: P
         value=0.5, user_attrs={"run_id": "one-t000-abc", "overrides": {"grpo.beta": 0.04}}))
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     Store(tmp_path / "store").write_trial(records.trial_row("one", study.trials[1], "boom\nValueError: x"))
+    (tmp_path / "runs" / "one-t000-abc" / "report").mkdir(parents=True)
+    (tmp_path / "runs" / "one-t000-abc" / "report" / "report.html").write_text("<html></html>")
     paths = write_sweep_report(study, tmp_path / "r", objective="maj@16", store_root=tmp_path / "store",
-                               storage="x.journal")
+                               runs_dir=tmp_path / "runs", storage="x.journal")
     md = paths.markdown.read_text()
     assert "Best trial: #0 (maj@16 = 0.5000)" in md and "at least 2 complete trials; this sweep has 1" in md
     assert "| 1 | FAIL |" in md and "ValueError: x" in md
-    assert "[one-t000-abc](../store/rollouts/one-t000-abc)" in md
+    assert "[one-t000-abc](../runs/one-t000-abc/report/report.html)" in md  # the trial's run's report
     assert json.loads(json.dumps(records.trial_row("one", study.trials[1])))["state"] == "FAIL"
+
+
+def test_report_names_tied_trials_and_hides_internal_parameters(tmp_path: Path) -> None:
+    """Two trials at the same objective: neither is called best; `grpo.beta:choice` (how beta = 0 is offered)
+    appears nowhere, the importances included."""
+    study = optuna.create_study(study_name="tie", direction="maximize")
+    choice = optuna.distributions.CategoricalDistribution(["range", 0.0])
+    beta = optuna.distributions.FloatDistribution(0.001, 0.2, log=True)
+    group = optuna.distributions.CategoricalDistribution([4, 8])
+    for i, (g, b, value) in enumerate([(4, 0.01, 0.5), (8, None, 0.5), (4, 0.1, 0.25), (8, 0.05, 0.3)]):
+        params = {"grpo.group_size": g, "grpo.beta:choice": "range" if b is not None else 0.0}
+        dists = {"grpo.group_size": group, "grpo.beta:choice": choice}
+        if b is not None:
+            params["grpo.beta"], dists["grpo.beta"] = b, beta
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value, user_attrs={
+            "run_id": f"tie-t00{i}-abc", "overrides": {"grpo.group_size": g, "grpo.beta": b or 0.0}}))
+    paths = write_sweep_report(study, tmp_path / "r", objective="maj@16", store_root=tmp_path / "store",
+                               runs_dir=tmp_path / "runs", storage="x.journal")
+    md = paths.markdown.read_text()
+    assert "2 trials tie for the best maj@16 (0.5000): #0, #1; no one of them is best" in md
+    assert "Best trial" not in md and ":choice" not in md
+    assert "| grpo.group_size |" in md  # the importances table names knobs only
 
 
 @pytest.mark.parametrize("section", sorted(ExperimentConfig.BOOKKEEPING))
@@ -241,6 +269,8 @@ def test_trial_runs_the_shared_loop_and_reports_each_iteration(
     monkeypatch.setattr(trial_process, "start_run",
                         lambda cfg, *, trial_id, status="running": seen_status.append(status) or "run-1")
     monkeypatch.setattr(trial_process, "eval_objective", lambda root, run_id, iteration, step, objective: iteration / 10)
+    reports: list[list[str]] = []
+    monkeypatch.setattr(trial_process, "write_report", lambda root, run_ids, out: reports.append(run_ids))
     cfg = load_config(None, ["iterative.iterations=3"])
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trial = study.ask()
@@ -251,3 +281,4 @@ def test_trial_runs_the_shared_loop_and_reports_each_iteration(
     assert told.state == state and told.intermediate_values == {it: it / 10 for it in iterations_run}
     assert told.value == iterations_run[-1] / 10  # told (COMPLETE), or Optuna's last reported value (PRUNED)
     assert seen_status == statuses
+    assert reports == [["run-1"]]  # the run's report, which the sweep report links the trial to

@@ -118,6 +118,7 @@ def open_study(cfg: ExperimentConfig) -> tuple[optuna.Study, list[int]]:
         raise ConfigError(f"invalid configuration:\n  sweep.objective: study {s.name!r} optimises {earlier}, "
                           f"not {objective}; use another sweep.name to change it")
     study.set_user_attr("objective", objective)
+    study.set_metric_names([objective])  # optuna-dashboard labels the value by it, not "Objective 0"
     retried = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)

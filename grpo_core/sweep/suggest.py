@@ -5,7 +5,10 @@
 
 A spec's `extra` values (beta's default 0, no KL) are offered by a categorical parameter `{key}:choice` in
 ["range", *extra] before the range is sampled, so TPE learns whether an extra value is worth it. With the
-grid sampler every spec is discrete and its extra values simply join the grid.
+grid sampler every spec is discrete and its extra values simply join the grid. Such a parameter is
+Optuna's encoding, not a knob: `is_internal(name)` tells it apart, and reports show the values a trial
+set (its `overrides` user attribute) instead. optuna-dashboard lists every parameter Optuna sampled, so
+it shows `{key}:choice` too.
 """
 
 from __future__ import annotations
@@ -19,9 +22,15 @@ from pydantic import ValidationError
 from grpo_core.config import ConfigError, ExperimentConfig, SweepConfig, format_errors
 from grpo_core.sweep.space import ParamSpec, grid_values, is_int
 
-__all__ = ["RANGE", "suggest", "trial_config", "trial_id_for"]
+__all__ = ["RANGE", "is_internal", "suggest", "trial_config", "trial_id_for"]
 
 RANGE = "range"  # the `{key}:choice` value that samples the range instead of an extra value
+CHOICE = ":choice"  # the suffix of the parameter that picks between the range and the extra values
+
+
+def is_internal(param: str) -> bool:
+    """Whether an Optuna parameter name is this module's encoding (`grpo.beta:choice`), not a knob."""
+    return param.endswith(CHOICE)
 
 
 def suggest(trial: optuna.Trial, sweep: SweepConfig) -> dict[str, Any]:
@@ -32,7 +41,7 @@ def suggest(trial: optuna.Trial, sweep: SweepConfig) -> dict[str, Any]:
             value = trial.suggest_categorical(key, grid_values(key, spec))
         elif spec.choices is not None:
             value = trial.suggest_categorical(key, spec.choices)
-        elif spec.extra and (pick := trial.suggest_categorical(f"{key}:choice", [RANGE, *spec.extra])) != RANGE:
+        elif spec.extra and (pick := trial.suggest_categorical(key + CHOICE, [RANGE, *spec.extra])) != RANGE:
             value = pick
         else:
             value = _suggest_range(trial, key, spec)
