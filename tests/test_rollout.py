@@ -5,7 +5,7 @@ import torch
 from grpo_core.maths.batch import pack, token_logprobs
 from grpo_core.policy.load import load_policy
 from grpo_core.rollout.base import SamplingParams
-from grpo_core.rollout.hf import HFEngine
+from grpo_core.rollout.hf import HFEngine, sample
 
 PROMPTS = ["Question: Ann has 3 apples. Then Ann gets 2 more. How many apples does Ann have now?\nAnswer:\n",
            "Question: Ben has 7 coins. Then Ben gives away 4. How many coins does Ben have now?\nAnswer:\n"]
@@ -60,3 +60,29 @@ def test_sync_weights_requires_the_training_module(tiny_policy_dir):
         assert "training module" in str(err)
     else:
         raise AssertionError("sync with a different module must fail")
+
+
+def test_sample_draws_what_hf_generate_draws(tiny_policy_dir):
+    """The engine's sampling loop (shared prefill, finished rows dropped) against `model.generate` on the same
+    seed: the same tokens, and log-probs equal to generate's logits up to rounding."""
+    model, tok = load_policy(tiny_policy_dir)
+    prompts = [p for p in PROMPTS + ["Question: 2 + 2?\nAnswer:\n"] for _ in range(3)]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    for params in (SamplingParams(n=3, temperature=1.0, max_new_tokens=24, seed=1),
+                   SamplingParams(n=3, temperature=0.7, max_new_tokens=24, seed=2),
+                   SamplingParams(n=3, temperature=1.0, top_p=0.8, max_new_tokens=24, seed=3),
+                   SamplingParams(n=3, greedy=True, max_new_tokens=24)):
+        torch.manual_seed(params.seed)
+        gen = model.generate(**enc, do_sample=not params.greedy, top_k=None, max_new_tokens=params.max_new_tokens,
+                             temperature=None if params.greedy else params.temperature,
+                             top_p=None if params.greedy else params.top_p, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id, output_logits=True, return_dict_in_generate=True)
+        want = gen.sequences[:, enc["input_ids"].shape[1] :]  # (b, T)
+        scale = 1.0 if params.greedy else params.temperature
+        want_logp = torch.log_softmax(torch.stack(gen.logits, 1) / scale, -1).gather(-1, want[..., None]).squeeze(-1)
+        torch.manual_seed(params.seed)
+        tokens, logp = sample(model, enc["input_ids"], enc["attention_mask"], params, tok.eos_token_id, tok.pad_token_id)
+        assert torch.equal(tokens, want), params
+        real = want != tok.pad_token_id
+        assert torch.allclose(logp[real], want_logp[real], atol=1e-5), params
+        assert (logp[~real] == 0).all()

@@ -13,8 +13,14 @@ import torch
 
 from grpo_core.config import load_config
 from grpo_core.data.synthetic import generate_splits
+from grpo_core.maths.batch import pack, token_logprobs
+from grpo_core.maths.loss import aggregate, per_token_loss
+from grpo_core.policy.load import load_policy
 from grpo_core.reward.functions import RewardError
+from grpo_core.rollout.base import SamplingParams
+from grpo_core.rollout.hf import HFEngine
 from grpo_core.store import Store
+from grpo_core.training.backend import TorchBackend
 from grpo_core.training.trainer import train_grpo
 from tests.helpers import rewards as helper_rewards
 
@@ -149,3 +155,41 @@ def test_process_supervision_adds_the_configured_outcome_reward_to_the_last_step
     for r in rows:
         first, last = r["step_rewards"]
         assert first == pytest.approx(0.25) and last == pytest.approx(0.5 + 0.5 * r["reward"], abs=1e-6)
+
+
+def test_first_update_takes_pi_old_from_its_own_forward_pass(tiny_policy_dir):
+    """pi_old's log-probs of the first minibatch are its training forward's, detached (rho = 1), instead of a
+    separate no-grad pass at the same weights: the same loss, gradient norm and updated weights."""
+    cfg = load_config(None, ["grpo.lr=1e-2"])
+    model, tok = load_policy(tiny_policy_dir)
+    rollouts = HFEngine(model, tok).generate(["Question: 3 + 4?\nAnswer:\n", "Question: 9 - 2?\nAnswer:\n"],
+                                             SamplingParams(n=4, max_new_tokens=12, seed=7))
+    packed = pack(rollouts.prompt_ids, rollouts.completion_ids, tok.pad_token_id)
+    adv = torch.linspace(-1, 1, len(rollouts)).view(-1, 1) * packed.completion_mask  # (N, T)
+    results = []
+    for separate_pass in (True, False):
+        policy, _ = load_policy(tiny_policy_dir)
+        policy.train()
+        backend = TorchBackend(policy, cfg.grpo, lambda step: 1.0)
+        logp = token_logprobs(policy, packed)
+        if separate_pass:
+            with torch.no_grad():
+                old = token_logprobs(policy, packed)
+        else:
+            old = logp.detach()
+        per_tok, _ = per_token_loss(logp, old, None, adv, beta=0.0, epsilon=0.2)
+        loss = aggregate(per_tok, packed.completion_mask, "seq_mean_token_mean")
+        grad_norm = backend.step(loss)
+        results.append((float(loss), grad_norm, torch.cat([p.detach().flatten() for p in policy.parameters()])))
+    (loss_a, norm_a, weights_a), (loss_b, norm_b, weights_b) = results
+    assert loss_a == pytest.approx(loss_b, abs=1e-7) and norm_a == pytest.approx(norm_b, rel=1e-5)
+    assert torch.allclose(weights_a, weights_b, atol=1e-6)
+
+
+def test_exactly_on_policy_steps_have_ratio_one(tmp_path, tiny_policy_dir):
+    """mu = 1 and one minibatch: no old-policy pass, and every ratio is exactly 1 (nothing clipped)."""
+    cfg = trainer_config(tmp_path, "grpo.steps=2", "grpo.checkpoint_every=0")
+    result = train_grpo(cfg, tiny_policy_dir, train_problems(cfg), Store(cfg.store.root), tmp_path / "run", run_id="on")
+    for h in result.history:
+        assert h["train/ratio_min"] == h["train/ratio_max"] == 1.0 and h["train/clip_frac"] == 0.0
+        assert h["rollout/logprob_gap"] < 1e-3  # pi_old from the training pass still matches the engine's

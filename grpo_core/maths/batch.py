@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 
 @dataclass
@@ -59,20 +59,58 @@ def pack(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: i
     )
 
 
-def token_logprobs(model: PreTrainedModel, batch: PackedBatch, temperature: float = 1.0) -> torch.Tensor:
+def token_logprobs(model: PreTrainedModel, batch: PackedBatch, temperature: float = 1.0,
+                   bucket: int = 32) -> torch.Tensor:
     """log pi(o_t | q, o_<t) of each completion token -> (N, T).
 
     Logits are divided by the sampling temperature, so the result is the
     log-prob under the distribution the engine sampled from.
+
+    The forward pass does only the work the result needs, in two parts: each
+    distinct prompt once (a GRPO batch holds every question G times), up to its
+    longest member, keeping its KV cache and the logits of its last token (they
+    predict o_1); then the completions, `bucket` rows of similar length at a
+    time, each up to the longest in its bucket, attending to their prompts'
+    cache rows, the last token left out (it predicts nothing). Same positions and
+    masks as one pass over the padded prompt + completion, so the same log-probs
+    up to floating-point rounding, at a fraction of the tokens. Gradients flow
+    through both parts (rows are copied with `index_select`, whose backward sums
+    the copies; plain indexing's backward is far slower on CPU).
     """
     device = next(model.parameters()).device
-    out = model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=batch.position_ids.to(device),
-        use_cache=False,
-    )
-    return completion_logprobs(out.logits, batch.completion_ids.to(device), batch.prompt_len, temperature)
+    prompt = slice(batch.prompt_len - int(batch.attention_mask[:, : batch.prompt_len].sum(1).max()), batch.prompt_len)
+    keys = torch.cat([batch.input_ids[:, prompt], batch.attention_mask[:, prompt]], dim=1)  # (N, 2P')
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)  # (N,) row -> distinct prompt
+    n = len(inverse)
+    first = torch.full((int(inverse.max()) + 1,), n).scatter_reduce(0, inverse, torch.arange(n), "amin")  # (U,)
+    rows = lambda t: t[first, prompt].to(device)  # noqa: E731  (U, P') one row per distinct prompt
+    out = model(input_ids=rows(batch.input_ids), attention_mask=rows(batch.attention_mask),
+                position_ids=rows(batch.position_ids), use_cache=True, logits_to_keep=1)
+    prompt_logits = out.logits[:, -1]  # (U, V) predicting o_1
+    prompt_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]  # (U, heads, P', d) each
+    order = torch.argsort(batch.completion_mask.sum(1), stable=True)  # rows by completion length
+    parts = [_completion_logprobs(model, batch, part, inverse[part].to(device), prompt.start, prompt_logits, prompt_kv,
+                                  temperature) for part in order.split(bucket)]
+    return torch.cat(parts).index_select(0, torch.argsort(order).to(device))  # (N, T) in batch order
+
+
+def _completion_logprobs(model: PreTrainedModel, batch: PackedBatch, part: torch.Tensor, prompt_of: torch.Tensor,
+                         start: int, prompt_logits: torch.Tensor, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]],
+                         temperature: float) -> torch.Tensor:
+    """token_logprobs of the rows `part` (prompt `prompt_of`), given their prompts' last logits and KV -> (n, T)."""
+    device = prompt_logits.device
+    t_len = batch.completion_ids.shape[1]
+    t_used = int(batch.completion_mask[part].sum(1).max().clamp(min=1))  # T' <= T: the longest completion here
+    logits = prompt_logits.index_select(0, prompt_of).unsqueeze(1)  # (n, 1, V)
+    if t_used > 1:
+        cache = DynamicCache([(k.index_select(0, prompt_of), v.index_select(0, prompt_of)) for k, v in prompt_kv])
+        span = slice(batch.prompt_len, batch.prompt_len + t_used - 1)
+        rest = model(input_ids=batch.input_ids[part, span].to(device),
+                     attention_mask=batch.attention_mask[part, start : span.stop].to(device),
+                     position_ids=batch.position_ids[part, span].to(device), past_key_values=cache, use_cache=True)
+        logits = torch.cat([logits, rest.logits], dim=1)  # (n, T', V)
+    logp = sampled_logprobs(logits, batch.completion_ids[part, :t_used].to(device), temperature)  # (n, T')
+    return torch.nn.functional.pad(logp, (0, t_len - t_used))  # (n, T): 0 past the bucket's longest completion
 
 
 def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, prompt_len: int,
@@ -82,5 +120,10 @@ def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, prom
     logits (N, P+T, V) with P = prompt_len; completion_ids (N, T) -> (N, T):
     log softmax(logits[P+t-1] / temperature)[o_t], position P+t-1 predicting token t.
     """
-    shifted = logits[:, prompt_len - 1 : -1, :].float() / temperature  # (N, T, V)
-    return torch.log_softmax(shifted, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
+    return sampled_logprobs(logits[:, prompt_len - 1 : -1, :], completion_ids, temperature)
+
+
+def sampled_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits[:, t] / temperature)[token_ids[:, t]]: logits (N, T, V) aligned with token_ids (N, T) -> (N, T)."""
+    scaled = logits.float() / temperature  # (N, T, V)
+    return torch.log_softmax(scaled, dim=-1).gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)

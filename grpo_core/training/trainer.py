@@ -3,7 +3,10 @@
 One step: sample B questions -> G completions each from the policy -> verify
 and reward -> group advantages -> old-policy (and reference) log-probs once ->
 mu passes of clipped-ratio updates over minibatches -> append every rollout
-and the step's metrics to the store -> checkpoint every N steps.
+and the step's metrics to the store -> checkpoint every N steps. The first
+update scores its minibatch at pi_old anyway, so that minibatch's old-policy
+log-probs are taken from it: with mu = 1 and one minibatch (exactly on-policy)
+there is no separate old-policy pass at all, as in TRL.
 
 Resuming: a run directory's newest checkpoint restores model, optimizer,
 scheduler, RNG and step; questions and sampling seeds are functions of
@@ -68,10 +71,22 @@ class TrainResult:
 
 
 @torch.no_grad()
-def _logprobs_in_chunks(model, packed: PackedBatch, temperature: float, chunk: int) -> torch.Tensor:
+def _logprobs_in_chunks(model, packed: PackedBatch, temperature: float, chunk: int,
+                        rows: torch.Tensor | None = None) -> torch.Tensor:
+    """log-probs (N, T) of `rows` (default all), `chunk` sequences a forward pass; other rows stay 0."""
     n = packed.input_ids.shape[0]
-    parts = [token_logprobs(model, packed.select(torch.arange(i, min(n, i + chunk))), temperature) for i in range(0, n, chunk)]
-    return torch.cat(parts).cpu()
+    rows = torch.arange(n) if rows is None else rows
+    out = torch.zeros(packed.completion_mask.shape)
+    for lo in range(0, len(rows), chunk):
+        part = rows[lo : lo + chunk]
+        out[part] = token_logprobs(model, packed.select(part), temperature).cpu()
+    return out
+
+
+def minibatch_order(n: int, g: GRPOConfig, seed: int) -> list[torch.Tensor]:
+    """The minibatches of one step's mu epochs, in update order: each epoch a fresh shuffle of the n sequences."""
+    gen = torch.Generator().manual_seed(seed)
+    return [idx for _ in range(g.mu) for idx in torch.randperm(n, generator=gen).split(g.minibatch_size)]
 
 
 def train_grpo(
@@ -168,15 +183,21 @@ def train_grpo(
                     step_rewards = [s_rewards[i][s_mask[i]].tolist() for i in range(len(rollouts))]
                 adv = adv * mask
 
-            # 3. log-probs of pi_old (the training model, before any update) and pi_ref, once
+            # 3. log-probs of pi_old (the training model, before any update) and pi_ref, once. The first
+            # update's forward pass runs at pi_old, so its minibatch's pi_old log-probs are that pass's,
+            # detached (_update fills them in): only the other sequences need a forward pass here, and
+            # with mu = 1 and one minibatch (exactly on-policy, rho = 1) none does.
             with timer("logprob"):
                 chunk = g.minibatch_size
-                old_logp = _logprobs_in_chunks(backend.module, packed, temperature, chunk)  # (N, T)
+                minibatches = minibatch_order(len(rollouts), g, seed)
+                rest = torch.ones(len(rollouts), dtype=torch.bool)
+                rest[minibatches[0][backend.rank :: backend.world_size]] = False  # this rank's first update
+                old_logp = _logprobs_in_chunks(backend.module, packed, temperature, chunk, rest.nonzero().flatten())
                 ref_logp = _logprobs_in_chunks(ref, packed, temperature, chunk) if ref is not None else None
 
             # 4. mu passes of policy updates over minibatches (Eq. 3, k3 KL of Eq. 4)
             with timer("train"):
-                stats = _update(backend, packed, old_logp, ref_logp, adv, g, temperature, eps_high, seed,
+                stats = _update(backend, packed, minibatches, old_logp, ref_logp, adv, g, temperature, eps_high,
                                 max_len=cfg.rollout.max_new_tokens)
 
             # 4b. pi_old of the next step = the updated policy: push it into the rollout engine
@@ -229,36 +250,35 @@ def train_grpo(
                        history)
 
 
-def _update(backend: TrainBackend, packed: PackedBatch, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
-            adv: torch.Tensor, g: GRPOConfig, temperature: float, eps_high: float, seed: int,
+def _update(backend: TrainBackend, packed: PackedBatch, minibatches: list[torch.Tensor], old_logp: torch.Tensor,
+            ref_logp: torch.Tensor | None, adv: torch.Tensor, g: GRPOConfig, temperature: float, eps_high: float,
             max_len: int) -> dict[str, float]:
-    """mu epochs over shuffled minibatches; returns metrics averaged over updates.
+    """One update per minibatch, in order; returns metrics averaged over updates.
 
-    Each rank of a multi-process backend takes every `world_size`-th sequence of
-    a minibatch; the backend averages the ranks' gradients.
+    The first minibatch is scored at pi_old, before any update: its log-probs,
+    detached, are its pi_old log-probs, written into `old_logp` (the other rows
+    must hold theirs already). Each rank of a multi-process backend takes every
+    `world_size`-th sequence of a minibatch; the backend averages the ranks' gradients.
     """
-    n = packed.input_ids.shape[0]
-    gen = torch.Generator().manual_seed(seed)
     sums: dict[str, float] = {}
-    count = 0
-    for _ in range(g.mu):
-        for idx in torch.randperm(n, generator=gen).split(g.minibatch_size):
-            idx = idx[backend.rank :: backend.world_size]  # this rank's share of the minibatch
-            mb = packed.select(idx)
-            logp = token_logprobs(backend.module, mb, temperature)  # (n_mb, T)
-            per_tok, tok_stats = per_token_loss(
-                logp, old_logp[idx], ref_logp[idx] if ref_logp is not None else None, adv[idx],
-                beta=g.beta, epsilon=g.epsilon, epsilon_high=eps_high,
-            )
-            loss = aggregate(per_tok, mb.completion_mask, g.loss_agg, max_len=max_len)  # Dr. GRPO: the generation budget
-            grad_norm = backend.step(loss)  # backward, clip, optimizer step, lr step
-            m = {f"train/{k}": v for k, v in loss_metrics(tok_stats, mb.completion_mask).items()}
-            m["train/loss"] = float(loss.detach())
-            m["train/grad_norm"] = float(grad_norm)
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-    return {k: v / count for k, v in sums.items()}
+    for i, idx in enumerate(minibatches):
+        idx = idx[backend.rank :: backend.world_size]  # this rank's share of the minibatch
+        mb = packed.select(idx)
+        logp = token_logprobs(backend.module, mb, temperature)  # (n_mb, T)
+        if i == 0:
+            old_logp[idx] = logp.detach().cpu()  # pi_old = pi_theta before the first update (rho = 1)
+        per_tok, tok_stats = per_token_loss(
+            logp, old_logp[idx], ref_logp[idx] if ref_logp is not None else None, adv[idx],
+            beta=g.beta, epsilon=g.epsilon, epsilon_high=eps_high,
+        )
+        loss = aggregate(per_tok, mb.completion_mask, g.loss_agg, max_len=max_len)  # Dr. GRPO: the generation budget
+        grad_norm = backend.step(loss)  # backward, clip, optimizer step, lr step
+        m = {f"train/{k}": v for k, v in loss_metrics(tok_stats, mb.completion_mask).items()}
+        m["train/loss"] = float(loss.detach())
+        m["train/grad_norm"] = float(grad_norm)
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / len(minibatches) for k, v in sums.items()}
 
 
 def _sequence_kl(old_logp: torch.Tensor, ref_logp: torch.Tensor | None, mask: torch.Tensor) -> list[float] | None:
