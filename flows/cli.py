@@ -221,14 +221,15 @@ def unknown_runs(root: Path, sql: str) -> str:
     missing = [t for t in named if t not in known and re.fullmatch(r"[\w.+-]+-[0-9a-f]{8}", t)]
     if not missing:
         return ""
-    return f"; no run {', '.join(map(repr, missing))} in the store {root} (its runs: {', '.join(known) or 'none'})"
+    return (f"; no run {', '.join(map(repr, missing))} in the store {Path(root).resolve()} "
+            f"(its runs: {', '.join(known) or 'none'})")
 
 
 def shell(root: Path) -> None:
     """The duckdb CLI in the store's directory with the catalog's views and macros defined (catalog.sql)."""
     from analysis.catalog import CLI_SCRIPT, write_cli_script
 
-    script = write_cli_script(root)
+    script = write_cli_script(root).resolve()
     cli = shutil.which("duckdb") or shutil.which("duckdb", path=str(Path(sys.executable).parent))
     if cli is None:
         raise CommandError(f"wrote {script}; no duckdb CLI on PATH to open it with: `pip install {DUCKDB_CLI}` "
