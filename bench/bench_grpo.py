@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_grpo.py [--steps N] [section.field=value ...]
 
 Phases come from the trainer's own `time/*_s` step metrics: generate (rollouts),
-logprob (old-policy and reference forward passes), train (forward/backward and
+logprob (reference forward pass, and old-policy pass over the sequences the
+first update does not score itself: none with mu = 1 and one minibatch), train (forward/backward and
 optimizer), reward (verify, rewards, advantages, packing), sync (weights into
 the rollout engine) and store (rows and Parquet). Target: everything but
 generation and the forward/backward passes, i.e. (reward + sync + store +

@@ -78,7 +78,7 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     Log-probs are those of the sampled tokens under logits / temperature, before
     top-p; T is the longest completion; tokens after a row's EOS are padding.
     """
-    b, v = input_ids.shape[0], model.config.get_text_config().vocab_size
+    b = input_ids.shape[0]
     warpers = LogitsProcessorList() if params.greedy else LogitsProcessorList(
         [TemperatureLogitsWarper(params.temperature)] * (params.temperature != 1.0)
         + [TopPLogitsWarper(params.top_p)] * (params.top_p < 1.0))
@@ -91,6 +91,7 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     cache = out.past_key_values
     cache.batch_select_indices(inverse)  # (b, heads, P, d)
     logits = out.logits[:, -1].float()[inverse]  # (b, V)
+    v = logits.shape[-1]
     tokens = torch.full((b, params.max_new_tokens), pad_id, dtype=torch.long, device=input_ids.device)
     logp = torch.zeros((b, params.max_new_tokens), device=input_ids.device)
     alive = torch.arange(b, device=input_ids.device)  # rows still sampling, in batch order
