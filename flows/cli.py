@@ -169,8 +169,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     for r in rows:
         table.add_row(str(r["trial_number"]), r["state"], r["params"], "" if r["value"] is None else f"{r['value']:.4f}",
                       "" if r["wall_s"] is None else f"{r['wall_s']:.0f}", r["run_id"] or "")
-    console.print(table)
-    console.print(f"best trial {result['best_trial']} ({result['best_value']}); report: {result['report']}")
+    wide.print(table)
+    tied = [r["trial_number"] for r in rows if r["state"] == "COMPLETE" and r["value"] == result["best_value"]]
+    best = (f"best trial {result['best_trial']} ({result['best_value']})" if len(tied) <= 1 else
+            f"{len(tied)} trials tie for the best ({result['best_value']}): " + ", ".join(map(str, tied)))
+    console.print(f"{best}; report: {result['report']}", soft_wrap=True)
     console.print(f"dashboard: optuna-dashboard {result['storage']}", soft_wrap=True)
 
 
