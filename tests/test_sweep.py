@@ -166,6 +166,20 @@ def test_default_space_suggests_beta_zero_or_log_uniform() -> None:
     assert space == {"grpo.group_size": [4, 8, 16], "grpo.beta": [0.0, 0.02, 0.04], "grpo.epsilon": [0.2]}
 
 
+def test_a_continued_study_draws_new_values_and_names_its_objective(tmp_path: Path) -> None:
+    """Rerunning a sweep (same sweep.name and seed) must not replay the first sweep's draws; the study's
+    metric name is the objective's, which optuna-dashboard shows instead of "Objective 0"."""
+    cfg = load_config(None, [f"store.root={tmp_path}", "sweep.name=again"])
+    drawn = []
+    for _ in range(2):  # two sweeps of one trial each on the same study
+        study, _ = sweeps.open_study(cfg)
+        spec = sweeps.ask(study, cfg)
+        study.tell(spec.number, 0.5)
+        drawn.append(spec.overrides)
+    assert drawn[0] != drawn[1]
+    assert study.metric_names == ["maj@16"]
+
+
 def test_objective_k_beyond_the_evaluation_names_the_field(tmp_path: Path) -> None:
     cfg = load_config(None, [f"store.root={tmp_path}", "sweep.objective_k=64"])
     with pytest.raises(ConfigError, match="sweep.objective_k: K = 64 needs eval.k_max >= 64"):

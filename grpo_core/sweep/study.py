@@ -77,13 +77,16 @@ def open_storage(cfg: ExperimentConfig) -> BaseStorage:
     return JournalStorage(JournalFileBackend(url))
 
 
-def _sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+def _sampler(sweep: SweepConfig, done: int = 0) -> optuna.samplers.BaseSampler:
+    """The sweep's sampler, seeded with sweep.seed + `done` (the trials the study already has): a continued
+    study draws new values instead of replaying the first sweep's random draws."""
+    seed = sweep.seed + done
     if sweep.sampler == "grid":
         space = {key: grid_values(key, spec) for key, spec in sweep.parameters.items()}
-        return optuna.samplers.GridSampler(space, seed=sweep.seed)
+        return optuna.samplers.GridSampler(space, seed=seed)
     if sweep.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=sweep.seed)
-    return optuna.samplers.TPESampler(seed=sweep.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
@@ -119,6 +122,7 @@ def open_study(cfg: ExperimentConfig) -> tuple[optuna.Study, list[int]]:
                           f"not {objective}; use another sweep.name to change it")
     study.set_user_attr("objective", objective)
     study.set_metric_names([objective])  # optuna-dashboard labels the value by it, not "Objective 0"
+    study.sampler = _sampler(s, done=len(study.get_trials(deepcopy=False)))
     retried = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)
