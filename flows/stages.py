@@ -40,7 +40,9 @@ def evaluate(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, st
     result = pipeline.evaluate_policy(cfg, Path(policy), test, Store(cfg.store.root), key)
     summary = {"greedy_accuracy": result.greedy_accuracy, "wellformed_rate": result.wellformed_rate,
                **eval_summary(cfg.store.root, run_id, iteration, step, cfg.eval.k_max)}
-    mirror(cfg, cfg.store.runs_dir / run_id, name=f"{run_id}-eval-it{iteration:03d}", group=run_id, step=step,
+    # beside the iteration's training run (<run_dir>/it00N/wandb), so one `wandb sync` takes both
+    mirror(cfg, cfg.store.runs_dir / run_id / f"it{iteration:03d}", name=f"{run_id}-eval-it{iteration:03d}",
+           group=run_id, step=step,
            metrics={f"eval/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
     return summary
 

@@ -390,17 +390,18 @@ class ExperimentConfig(_Section):
     BOOKKEEPING: ClassVar[frozenset[str]] = frozenset({"run_name", "sweep", "store", "logging"})
 
     run_name: str = Field("default", min_length=1, description="name of the run in the store")
-    task: TaskConfig = Field(default_factory=TaskConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
+    # In the order a person reads them (the Prefect run form, `grpo config`): the algorithm first.
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    prm: PRMConfig = Field(default_factory=PRMConfig)
     iterative: IterativeConfig = Field(default_factory=IterativeConfig)
-    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    prm: PRMConfig = Field(default_factory=PRMConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @classmethod
     def result_sections(cls) -> tuple[str, ...]:

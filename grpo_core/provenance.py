@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -30,14 +31,8 @@ class CodeChangedError(RuntimeError):
 
 
 def package_dirs(packages: tuple[str, ...] = PACKAGES) -> list[Path]:
-    """The directories the packages are imported from (a copy on PYTHONPATH wins over the install)."""
-    dirs = []
-    for name in packages:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError(f"package {name!r} is not importable")
-        dirs.extend(Path(p) for p in spec.submodule_search_locations)
-    return dirs
+    """The directories the packages were imported from (a copy on PYTHONPATH wins over the install)."""
+    return [Path(p) for name in packages for p in importlib.import_module(name).__path__]
 
 
 def source_digest(roots: list[Path]) -> str:

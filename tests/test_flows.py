@@ -221,7 +221,7 @@ def test_killed_flow_reruns_finished_stages_from_cache_and_grpo_from_its_checkpo
     assert rerun.returncode == 0, output[-5000:]
 
     # Finished stages came from Prefect's cache; the unfinished GRPO stage and what follows ran.
-    assert _task_states("iterative-crash") == [
+    assert _task_states(f"iterative-{run_id}") == [
         ("start-run", "Completed"), ("bootstrap-policy", "Cached"),
         ("evaluate-it0-step0", "Cached"), ("grpo-it1", "Cached"), (f"evaluate-it1-step{steps}", "Cached"),
         ("grpo-it2", "Completed"), (f"evaluate-it2-step{steps}", "Completed"),  # iteration 2
@@ -292,6 +292,7 @@ def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_
 
     from flows.report import report
     from grpo_core.store import Store
+    from analysis.render import inline_figures
     from tests.test_analysis_sql import eval_samples
 
     store = Store(tmp_path / "store")
@@ -306,4 +307,5 @@ def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rl-report-r1"])))
     assert len(artifacts) == 1 and artifacts[0].type == "markdown"
-    assert artifacts[0].data.startswith(md) and paths["html"] in artifacts[0].data
+    assert artifacts[0].data.startswith(inline_figures(Path(paths["markdown"])))  # the figures embedded
+    assert paths["html"] in artifacts[0].data
