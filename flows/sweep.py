@@ -38,7 +38,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from analysis.sweep_report import write_sweep_report  # noqa: E402
 from flows import tasks  # noqa: E402
 from flows.report import artifact_key, publish_markdown  # noqa: E402
-from grpo_core.config import ExperimentConfig  # noqa: E402
+from grpo_core.config import SweepExperimentConfig  # noqa: E402
 from grpo_core.store import Store  # noqa: E402
 from grpo_core.sweep import records  # noqa: E402
 from grpo_core.sweep import study as sweeps  # noqa: E402
@@ -65,7 +65,7 @@ def run_trial(number: int, config_path: str, threads: int, log_path: str) -> int
 
 @flow(name="sweep", flow_run_name="sweep-{cfg.sweep.name}", log_prints=True,
       task_runner=ThreadPoolTaskRunner(max_workers=64))  # trials are capped at sweep.n_parallel below
-def sweep(cfg: ExperimentConfig = ExperimentConfig()) -> dict:
+def sweep(cfg: SweepExperimentConfig = SweepExperimentConfig()) -> dict:
     """Run `sweep.n_trials` trials of the study `sweep.name`, `sweep.n_parallel` at a time, then report."""
     log = get_run_logger()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -133,4 +133,4 @@ def _failure(future: object, log_path: Path) -> str | None:
 
 
 if __name__ == "__main__":
-    sweep(ExperimentConfig())
+    sweep(SweepExperimentConfig())

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from grpo_core.sweep.space import ParamSpec, Space, check_space, default_space, merge_space, parameters
 from grpo_core.training.schedule import Schedule
@@ -401,12 +402,25 @@ class ExperimentConfig(_Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    # Out of the JSON schema, so a run's Prefect form does not show it; SweepExperimentConfig shows it.
+    sweep: SkipJsonSchema[SweepConfig] = Field(default_factory=SweepConfig)
 
     @classmethod
     def result_sections(cls) -> tuple[str, ...]:
         """The fields that change what a run computes (all but BOOKKEEPING), in declaration order."""
         return tuple(name for name in cls.model_fields if name not in cls.BOOKKEEPING)
+
+
+class SweepExperimentConfig(ExperimentConfig):
+    """An ExperimentConfig whose JSON schema (the sweep/optuna deployment's run form) has the sweep section."""
+
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_experiment_config(cls, data: Any) -> Any:
+        """Take a plain ExperimentConfig too (what load_config returns): the same knobs."""
+        return data.model_dump() if isinstance(data, ExperimentConfig) and not isinstance(data, cls) else data
 
 
 class ConfigError(ValueError):

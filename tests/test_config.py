@@ -90,3 +90,28 @@ def test_commented_yaml_round_trips_and_documents_every_field():
     assert "group_size: 8  # G: samples per question (paper: 64) [>= 2]" in text
     leaf_lines = [line for line in text.splitlines() if not line.rstrip().endswith(":") and ":  #" not in line]
     assert all("  # " in line for line in leaf_lines)
+
+
+def test_run_forms_leave_the_sweep_section_to_the_sweep_deployment():
+    """Prefect builds each deployment's run form from its flow's parameter schema."""
+    import json
+
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.grpo import grpo_iterative, grpo_single
+    from flows.prm import prm_train
+    from flows.sweep import sweep
+    from grpo_core.config import SweepExperimentConfig
+
+    def schema(flow) -> dict:
+        return json.loads(json.dumps(parameter_schema(flow.fn).model_dump()))
+
+    for flow in (grpo_iterative, grpo_single, prm_train):
+        defs = schema(flow)["definitions"]
+        assert "SweepConfig" not in defs and "sweep" not in defs["ExperimentConfig"]["properties"], flow.name
+        assert list(defs["ExperimentConfig"]["properties"])[:3] == ["run_name", "grpo", "iterative"]
+    sweep_defs = schema(sweep)["definitions"]
+    assert "sweep" in sweep_defs["SweepExperimentConfig"]["properties"] and "SweepConfig" in sweep_defs
+    # the sweep section still validates and is still there for everything that reads a config
+    cfg = load_config(None, ["sweep.n_trials=3"])
+    assert cfg.sweep.n_trials == 3 and SweepExperimentConfig.model_validate(cfg).sweep.n_trials == 3
