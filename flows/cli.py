@@ -100,8 +100,9 @@ def _print_evals(result: dict, cfg: ExperimentConfig, wall: float) -> None:
     if cfg.logging.wandb:
         runs = (cfg.store.runs_dir / result["run_id"]).resolve()
         console.print(f"W&B ({cfg.logging.wandb_mode or os.environ.get('WANDB_MODE') or 'offline'}, group "
-                      f"{result['run_id']}): a W&B run per iteration in {runs}/it00N/wandb, the evaluations in "
-                      f"{runs}/wandb; upload offline runs folder by folder: wandb sync {runs}/it001/wandb",
+                      f"{result['run_id']}): each iteration's training and evaluation runs in {runs}/it00N/wandb "
+                      f"(it000: the evaluation before RL); upload offline runs folder by folder: "
+                      f"wandb sync {runs}/it001/wandb",
                       soft_wrap=True)
 
 
