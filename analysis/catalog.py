@@ -18,9 +18,12 @@ Every connect (re)defines, in order:
   step_metrics_wide, evals, curves,                  derived views
   run_info, global_step(...), run_curves, run_evals  (global_step: a scalar macro)
   pass_at_k_per_problem(k), pass_at_k(k),            table macros
-  maj_at_k_per_problem(k), maj_at_k(k),
+  maj_at_k_per_problem(k, partitions := 8),
+  maj_at_k(k),
   eval_at_k(k), iteration_gains(k),
-  outcome_vs_process(run_ids := null)
+  outcome_vs_process(run_ids := null),
+  problem_scores(k),
+  paired_scores(k, run_a, iteration_a, run_b, iteration_b)
 
 DuckDB lets one process at a time open a database file (see DEPENDENCIES.md). When another process
 holds catalog.duckdb, `connect` falls back to an in-memory database with the same views, so queries
@@ -71,6 +74,8 @@ DERIVED = (
     "eval_at_k",
     "iteration_gains",
     "outcome_vs_process",
+    "problem_scores",
+    "paired_scores",
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")

@@ -40,7 +40,11 @@ def row(**overrides) -> dict:
         "logprob_sum": -1.0,
         "engine": "hf",
         "reward_model": None,
+        "entropy": None,
+        "draw": 0,
+        "filtered": False,
     }
+    r = {c: v for c, v in r.items() if c in ROLLOUTS.schema.names}  # the columns this store version has
     r.update(overrides)
     return r
 
@@ -74,6 +78,15 @@ HAND_MAJ = {
     3: {"p1": 1.0, "p2": 0.0, "p3": 1.0, "p4": 0.0, "p5": 0.0},  # p5 [4,5,5] -> 5
     4: {"p1": 1.0, "p2": 0.5, "p3": 1.0, "p4": 0.0, "p5": 0.5},  # p5 [4,5,5,4] tie
 }
+# The same with the default 8 partitions (maj_at_k_per_problem.sql), worked out by hand. n = 4: the
+# multipliers are [1], so partition r shifts the labels by r: k = 2 cuts {0,1},{2,3} (r even) and
+# {3,0},{1,2} (r odd); k = 3 leaves out one sample per partition (each of the 4 in turn). p5 (n = 5,
+# multipliers [1, 2]) at k = 2, groups per r = 0..7: .5 .5 | 1 .5 | 1 0 | .5 .5 | 1 .5 | .5 1 | .5 1 | .5 .5.
+HAND_MAJ_8 = {
+    1: HAND_MAJ[1],
+    2: {"p1": 0.5, "p2": 0.5, "p3": 0.5, "p4": 0.0, "p5": 10 / 16},
+    3: {"p1": (1 + 1 + 1 / 3 + 1 / 3) / 4},  # [4,4,5] [4,4,6] -> 1; [4,5,6] twice -> three-way tie 1/3
+}
 
 
 @pytest.fixture
@@ -95,24 +108,32 @@ def pass_at_k_reference(n: int, c: int, k: int) -> float:
     return 1 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def maj_at_k_reference(samples: list[tuple[int, str | None, bool]], k: int) -> float:
-    """samples: (order, answer_norm, correct). Disjoint vote groups of k in order; ties scored by expectation."""
-    ordered = sorted(samples)
+def vote_score(chunk: list[tuple[int, str | None, bool]]) -> float:
+    """One vote group's score: correctness of the most-voted answer, ties scored by expectation."""
+    votes = Counter(a for _, a, _ in chunk if a is not None)
+    if not votes:
+        return 0.0
+    top = max(votes.values())
+    tied = [a for a, v in votes.items() if v == top]
+    return mean(mean(float(c) for _, a2, c in chunk if a2 == a) for a in tied)
+
+
+def maj_at_k_reference(samples: list[tuple[int, str | None, bool]], k: int, partitions: int = 1) -> float:
+    """samples: (sample_index 0..n-1, answer_norm, correct). Partition r relabels index i as (a i + b) mod n,
+    a the (r mod |A|)-th integer in 1..max(1, n // 2) coprime to n, b = r // |A|; disjoint vote groups of
+    k relabelled indices in order; the mean over every complete group of every partition."""
+    n = len(samples)
+    mults = [a for a in range(1, max(1, n // 2) + 1) if math.gcd(a, n) == 1]
     scores = []
-    for g in range(len(ordered) // k):
-        chunk = ordered[g * k : (g + 1) * k]
-        votes = Counter(a for _, a, _ in chunk if a is not None)
-        if not votes:
-            scores.append(0.0)
-            continue
-        top = max(votes.values())
-        tied = [a for a, v in votes.items() if v == top]
-        scores.append(mean(mean(float(c) for _, a2, c in chunk if a2 == a) for a in tied))
+    for r in range(partitions if k < n else 1):
+        a, b = mults[r % len(mults)], r // len(mults)
+        relabelled = sorted(((a * i + b) % n, answer, correct) for i, answer, correct in samples)
+        scores += [vote_score(relabelled[g * k : (g + 1) * k]) for g in range(n // k)]
     return mean(scores)
 
 
-def per_problem(con, macro: str, k: int) -> dict[str, float]:
-    sql = f"select problem_id, {macro} from {macro}_per_problem($k)"
+def per_problem(con, macro: str, k: int, args: str = "") -> dict[str, float]:
+    sql = f"select problem_id, {macro} from {macro}_per_problem($k{args})"
     return dict(con.sql(sql, params={"k": k}).fetchall())
 
 
@@ -151,7 +172,8 @@ def test_every_view_and_macro_works_on_an_empty_store(tmp_path):
     for name in views:
         assert con.sql(f"select count(*) from {name}").fetchall() == [(0,)], name
     for macro in macros:
-        call = f"{macro}()" if macro == "outcome_vs_process" else f"{macro}(4)"  # its one parameter has a default
+        call = {"outcome_vs_process": f"{macro}()",  # its one parameter has a default
+                "paired_scores": f"{macro}(4, 'a', 0, 'b', 1)"}.get(macro, f"{macro}(4)")
         assert con.sql(f"select * from {call}").fetchall() == [], macro
     con.close()
 
@@ -256,9 +278,48 @@ def test_pass_at_k_hand_counts(hand_store, k):
 @pytest.mark.parametrize("k", sorted(HAND_MAJ))
 def test_maj_at_k_hand_counts_with_ties_and_null_answers(hand_store, k):
     con = connect(hand_store)
-    assert per_problem(con, "maj_at_k", k) == pytest.approx(HAND_MAJ[k], abs=1e-12)
+    assert per_problem(con, "maj_at_k", k, ", partitions := 1") == pytest.approx(HAND_MAJ[k], abs=1e-12)
     agg = con.sql("select k, n_problems, maj_at_k from maj_at_k($k)", params={"k": k}).fetchall()
-    assert agg == [(k, 5, pytest.approx(mean(HAND_MAJ[k].values()), abs=1e-12))]
+    expected = mean(maj_at_k_reference([(i, a, a == "4") for i, a in enumerate(answers)], k, partitions=8)
+                    for answers in HAND.values())
+    assert agg == [(k, 5, pytest.approx(expected, abs=1e-12))]
+    con.close()
+
+
+@pytest.mark.parametrize("k", sorted(HAND_MAJ_8))
+def test_maj_at_k_over_partitions_hand_counts(hand_store, k):
+    con = connect(hand_store)
+    got = per_problem(con, "maj_at_k", k)  # the default: 8 partitions
+    assert {p: got[p] for p in HAND_MAJ_8[k]} == pytest.approx(HAND_MAJ_8[k], abs=1e-12)
+    groups = dict(con.sql("select problem_id, n_vote_groups from maj_at_k_per_problem(2)").fetchall())
+    assert groups == {"p1": 16, "p2": 16, "p3": 16, "p4": 16, "p5": 16}  # floor(n / 2) groups x 8 partitions
+    at_n = dict(con.sql("select problem_id, n_vote_groups from maj_at_k_per_problem(4)").fetchall())
+    assert at_n == {"p1": 1, "p2": 1, "p3": 1, "p4": 1, "p5": 8}  # k = n: one partition is all there is
+    with pytest.raises(duckdb.Error, match="partitions must be a positive integer, got 0"):
+        con.sql("select * from maj_at_k_per_problem(2, partitions := 0)").fetchall()
+    con.close()
+
+
+def test_maj_at_k_over_partitions_is_unbiased_and_less_noisy(tmp_path):
+    """I.i.d. samples whose true Maj@3 is known: each sample right with p = 0.6, else one of two wrong
+    answers (0.2 each); the majority of 3 is right when >= 2 are right, or on a 1-1-1 three-way tie (1/3),
+    P = 0.648 + 6 * 0.6 * 0.2 * 0.2 / 3 = 0.696. Both estimators centre on it; 8 partitions spread less."""
+    rng = random.Random(5)
+    rows = []
+    for q in range(600):
+        answers = [rng.choices(["4", "5", "6"], [0.6, 0.2, 0.2])[0] for _ in range(12)]
+        rows += eval_samples(f"q{q}", answers)
+    Store(tmp_path).write_rollouts(rows, run_id="r", iteration=0, step=0, split="eval")
+    con = connect(tmp_path)
+    truth = 0.6 ** 3 + 3 * 0.6 ** 2 * 0.4 + 6 * 0.6 * 0.2 * 0.2 / 3
+    assert truth == pytest.approx(0.696)
+    spread = {}
+    for partitions in (1, 8):
+        scores = [v for (v,) in con.sql("select maj_at_k from maj_at_k_per_problem(3, partitions := $r)",
+                                        params={"r": partitions}).fetchall()]
+        assert mean(scores) == pytest.approx(truth, abs=0.03)  # about 4 standard errors of the 1-partition mean
+        spread[partitions] = sum((s - mean(scores)) ** 2 for s in scores) / len(scores)
+    assert spread[8] < 0.8 * spread[1]
     con.close()
 
 
@@ -277,7 +338,8 @@ def test_maj_vote_groups_follow_sample_index_not_file_order(tmp_path):
     # sample_index order: 4 4 | 5 6  -> Maj@2 = 0.5.  Written in the order 4 5 4 6 (which would give 0).
     samples = eval_samples("p", ["4", "4", "5", "6"])
     Store(tmp_path).write_rollouts([samples[i] for i in (0, 2, 1, 3)], run_id="r", iteration=0, step=0, split="eval")
-    assert query(tmp_path, "select maj_at_k from maj_at_k(2)").to_pylist() == [{"maj_at_k": 0.5}]
+    got = query(tmp_path, "select maj_at_k from maj_at_k_per_problem(2, partitions := 1)").to_pylist()
+    assert got == [{"maj_at_k": 0.5}]
 
 
 @pytest.mark.parametrize("macro", ["pass_at_k", "maj_at_k", "pass_at_k_per_problem", "maj_at_k_per_problem"])
@@ -347,7 +409,7 @@ def test_random_store_matches_python_references(tmp_path):
         for key, samples in expected_samples.items():
             c = sum(correct for _, _, correct in samples)
             assert got_pass[key] == pytest.approx(pass_at_k_reference(len(samples), c, k), abs=1e-12), (k, key)
-            assert got_maj[key] == pytest.approx(maj_at_k_reference(samples, k), abs=1e-12), (k, key)
+            assert got_maj[key] == pytest.approx(maj_at_k_reference(samples, k, partitions=8), abs=1e-12), (k, key)
         agg = con.sql("select run_id, trial_id, iteration, step, n_problems, maj_at_k from maj_at_k($k) order by all",
                       params={"k": k}).fetchall()
         assert [a[:5] for a in agg] == [
@@ -358,6 +420,55 @@ def test_random_store_matches_python_references(tmp_path):
             assert value == pytest.approx(mean(got_maj[key] for key in keys), abs=1e-12)
     with pytest.raises(duckdb.Error, match="exceeds the n=8"):
         con.sql("select * from pass_at_k(9)").fetchall()
+    con.close()
+
+
+# -- per-problem scores, paired -------------------------------------------------------------------
+def two_evaluations(tmp_path) -> Path:
+    """Run r: iteration 0 (step 0) and iteration 1 evaluated at steps 3 and 5; problems p1..p3 (p3 only
+    in iteration 1, so it has no pair); greedy rows answer "4" (right) or "9"."""
+    store = Store(tmp_path)
+    plan = {  # (iteration, step) -> problem -> (greedy answer, sampled answers)
+        (0, 0): {"p1": ("9", ["4", "5", "5", "5"]), "p2": ("4", ["4", "4", "6", "7"])},
+        (1, 3): {"p1": ("9", ["5", "5", "5", "5"]), "p2": ("9", ["6", "6", "6", "6"])},
+        (1, 5): {"p1": ("4", ["4", "4", "4", "5"]), "p2": ("4", ["4", "6", "6", "7"]), "p3": ("4", ["4"] * 4)},
+    }
+    for (iteration, step), problems in plan.items():
+        rows = []
+        for g, (p, (greedy, answers)) in enumerate(problems.items()):
+            rows += eval_samples(p, answers, group_index=g)
+            rows.append(row(problem_id=p, group_index=g, decoding="greedy", answer=greedy, answer_norm=greedy,
+                            correct=greedy == "4"))
+        store.write_rollouts(rows, run_id="r", iteration=iteration, step=step, split="eval")
+    return tmp_path
+
+
+def test_problem_scores_are_the_per_problem_macros_with_greedy(tmp_path):
+    con = connect(two_evaluations(tmp_path))
+    got = {(i, s, p): (g, pa, m) for i, s, p, g, pa, m in con.sql(
+        "select iteration, step, problem_id, greedy_correct, pass_at_k, maj_at_k from problem_scores(2)").fetchall()}
+    assert len(got) == 7
+    assert got[(0, 0, "p1")] == (0.0, pytest.approx(pass_at_k_reference(4, 1, 2)), pytest.approx(
+        maj_at_k_reference([(i, a, a == "4") for i, a in enumerate(["4", "5", "5", "5"])], 2, partitions=8)))
+    assert got[(1, 5, "p3")] == (1.0, 1.0, 1.0)
+    means = con.sql("select avg(greedy_correct), avg(pass_at_k), avg(maj_at_k) from problem_scores(2) "
+                    "where iteration = 1 and step = 5").fetchall()[0]
+    macro = con.sql("select pass_at_k, maj_at_k from eval_at_k(2) where iteration = 1 and step = 5").fetchall()[0]
+    greedy = con.sql("select greedy_accuracy from evals where iteration = 1 and step = 5").fetchall()[0][0]
+    assert means == pytest.approx((greedy, *macro))
+    con.close()
+
+
+def test_paired_scores_pair_the_last_evaluation_of_each_iteration(tmp_path):
+    con = connect(two_evaluations(tmp_path))
+    rel = con.sql("select * from paired_scores(4, 'r', 0, 'r', 1) order by problem_id")
+    rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+    assert [r["problem_id"] for r in rows] == ["p1", "p2"]  # p3 was not evaluated before: no pair
+    assert {(r["step_a"], r["step_b"]) for r in rows} == {(0, 5)}  # step 5, not 3: the iteration's last
+    # k = n = 4: one vote group. p1: [4,5,5,5] -> 0, then [4,4,4,5] -> 1; p2: [4,4,6,7] -> 1, [4,6,6,7] -> 0
+    assert [(r["greedy_a"], r["greedy_b"], r["greedy_diff"]) for r in rows] == [(0.0, 1.0, 1.0), (1.0, 1.0, 0.0)]
+    assert [(r["maj_a"], r["maj_b"], r["maj_diff"]) for r in rows] == [(0.0, 1.0, 1.0), (1.0, 0.0, -1.0)]
+    assert [(r["pass_a"], r["pass_b"], r["pass_diff"]) for r in rows] == [(1.0, 1.0, 0.0), (1.0, 1.0, 0.0)]
     con.close()
 
 
@@ -452,7 +563,7 @@ def test_query_works_while_another_process_holds_the_catalog(hand_store):
         with pytest.raises(duckdb.IOException, match="lock"):
             duckdb.connect(str(hand_store / "catalog.duckdb"), read_only=True)
         got = query(hand_store, "select n_problems, maj_at_k from maj_at_k($k)", {"k": 2}).to_pylist()
-        assert got == [{"n_problems": 5, "maj_at_k": pytest.approx(mean(HAND_MAJ[2].values()))}]
+        assert got == [{"n_problems": 5, "maj_at_k": pytest.approx(mean(HAND_MAJ_8[2].values()))}]
         con = connect(hand_store)  # the writable connect falls back too
         assert con.sql("select count(*) from rollouts where split = 'eval'").fetchall() == [(26,)]
         con.close()
@@ -507,7 +618,7 @@ def test_a_duckdb_cli_of_another_version_reads_the_store_through_catalog_sql(han
     shutil.copytree(hand_store, copy)
     shutil.rmtree(hand_store)  # nothing may point back at the original
     for k in (1, 2, 4):
-        rows = cli_rows(copy, f"select problem_id, maj_at_k from maj_at_k_per_problem({k}) order by 1")
+        rows = cli_rows(copy, f"select problem_id, maj_at_k from maj_at_k_per_problem({k}, partitions := 1) order by 1")
         assert {r["problem_id"]: r["maj_at_k"] for r in rows} == pytest.approx(HAND_MAJ[k])
         assert cli_rows(copy, f"select pass_at_k from pass_at_k({k})") == \
             [{"pass_at_k": pytest.approx(mean(HAND_PASS[k].values()))}]

@@ -1,6 +1,6 @@
 -- maj_at_k(k): Maj@K per evaluation (run, iteration, step): the mean over problems of
--- maj_at_k_per_problem(k) (disjoint vote groups of k samples, ties scored by their expected value;
--- see that file). Errors when k exceeds some problem's n.
+-- maj_at_k_per_problem(k) (vote groups of k samples from 8 partitions of each problem's samples, ties
+-- scored by their expected value; see that file). Errors when k exceeds some problem's n.
 -- Usage: select * from maj_at_k(64) order by run_id, iteration, step
 create or replace macro maj_at_k(k) as table
 with per_problem as (

@@ -1,8 +1,9 @@
 """Held-out evaluation: greedy accuracy and n samples per problem at temperature.
 
 The sampled completions land in the store, where Pass@K and Maj@K are SQL
-(`analysis/sql/pass_at_k.sql`, `maj_at_k.sql`), so every K is computable
-after the fact from the same rows.
+(`analysis/sql/pass_at_k_per_problem.sql`, `maj_at_k_per_problem.sql`: their one
+definition, the estimators and their bias), so every K is computable after the
+fact from the same rows.
 """
 
 from __future__ import annotations
