@@ -5,8 +5,11 @@
 
 The report shows the objective against each searched value, the optimisation history, the intermediate
 values the pruner saw, Optuna's parameter importances (needs two complete trials), the best
-configuration (or the trials that tie for it) and a table of every trial (state, values, objective, wall
-time, its run linked to that run's report, why it failed). Values are the knobs a trial set; Optuna's
+configuration (or the trials that tie for it) and a table of every trial (state, values, objective with
+its 95% interval, wall time, its run linked to that run's report, why it failed). Intervals come from the
+per-problem scores of each trial's last evaluation (problem_scores(k)): the objective's percentile
+bootstrap over the held-out problems, and the best trial's paired difference to each of the next ones
+(the trials saw the same held-out problems), which says when the best cannot be told apart from them. Values are the knobs a trial set; Optuna's
 internal encoding parameters (`grpo.beta:choice`, grpo_core.sweep.suggest) are left out. It reads the study (any Optuna storage, through Optuna's public API) and the store's
 trials table (where failures are recorded), and knows nothing of torch.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -27,10 +31,16 @@ from optuna.trial import FrozenTrial, TrialState
 from analysis.catalog import query
 from analysis.render import Document, ReportPaths
 from analysis.report import default_report_dir
+from analysis.stats import Interval, bootstrap_mean, paired_bootstrap_diff
+from grpo_core.config import ReportConfig
 from grpo_core.sweep.objective import Objective
 from grpo_core.sweep.suggest import is_internal
 
-__all__ = ["eval_objective", "trial_rows", "write_sweep_report"]
+__all__ = ["eval_objective", "objective_scores", "trial_rows", "write_sweep_report"]
+
+NEXT_TRIALS = 3  # the best trial is compared with this many runners-up
+# objective name -> (problem_scores column, K); at-K names are 'maj@16' / 'pass@4'
+_PER_PROBLEM = {"greedy_accuracy": ("greedy_correct", 1), "sample_accuracy": ("pass_at_k", 1)}
 
 _STATE_COLORS = {"COMPLETE": "tab:blue", "PRUNED": "tab:orange", "FAIL": "tab:red", "RUNNING": "tab:gray",
                  "WAITING": "tab:gray"}
@@ -53,10 +63,37 @@ def eval_objective(root: Path, run_id: str, iteration: int, step: int, objective
     return float(value)
 
 
-def trial_rows(study: optuna.Study, store_root: Path, runs_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
+def objective_scores(root: Path, run_id: str, objective: str) -> dict[str, float]:
+    """Per problem, the score whose mean over problems is `objective` ('maj@16', 'pass@4', 'greedy_accuracy',
+    'sample_accuracy') at the run's last evaluation; {} when the store holds none."""
+    if "@" in objective:
+        metric, k = objective.split("@")
+        col, k = {"maj": "maj_at_k", "pass": "pass_at_k"}[metric], int(k)
+    else:
+        col, k = _PER_PROBLEM[objective]
+    rows = query(root, f"select iteration, step, problem_id, {col} as score from problem_scores($k) "
+                       "where run_id = $run", {"k": k, "run": run_id}).to_pylist()
+    last = max(((r["iteration"], r["step"]) for r in rows), default=None)
+    return {r["problem_id"]: r["score"] for r in rows
+            if (r["iteration"], r["step"]) == last and r["score"] is not None}
+
+
+def _interval(scores: dict[str, float], stats: ReportConfig) -> Interval | None:
+    """The mean of `scores` with its bootstrap interval, problems in problem_id order (so it is reproducible)."""
+    return bootstrap_mean(np.array([scores[p] for p in sorted(scores)]), resamples=stats.resamples,
+                          seed=stats.seed, level=stats.level) if len(scores) > 1 else None
+
+
+def _ci_text(ci: Interval | None) -> str:
+    return "" if ci is None else f"{ci.low:.4f} to {ci.high:.4f}"
+
+
+def trial_rows(study: optuna.Study, store_root: Path, runs_dir: Path, out_dir: Path,
+               intervals: dict[int, Interval] | None = None) -> list[dict[str, Any]]:
     """One dict per trial for the report's table; `run` links to the run's report (relative to out_dir)
-    when the trial wrote one."""
+    when the trial wrote one; `objective CI` is the trial's interval from `intervals` (by trial number)."""
     errors = _errors(store_root, study.study_name)
+    intervals = intervals or {}
     rows = []
     for t in study.get_trials(deepcopy=False):
         run_id = t.user_attrs.get("run_id")
@@ -65,6 +102,7 @@ def trial_rows(study: optuna.Study, store_root: Path, runs_dir: Path, out_dir: P
         report = default_report_dir(runs_dir, [run_id]) / "report.html" if run_id else None
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **_values(t),
                                "objective": t.value if t.state == TrialState.COMPLETE else None,
+                               "objective 95% CI": _ci_text(intervals.get(t.number)),
                                "wall_s": wall, "run": run_id,
                                "run_link": os.path.relpath(report, out_dir) if report and report.exists() else None,
                                "note": _note(t, errors.get(t.number))}
@@ -72,12 +110,49 @@ def trial_rows(study: optuna.Study, store_root: Path, runs_dir: Path, out_dir: P
     return rows
 
 
+def best_vs_next(study: optuna.Study, scores: dict[int, dict[str, float]], stats: ReportConfig,
+                 objective: str) -> tuple[str, list[dict[str, Any]]]:
+    """The sentence saying whether the best trial can be told apart from the next ones, and its table:
+    the best's objective minus each runner-up's on the problems both scored (paired bootstrap)."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    best = study.best_trial
+    better = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    others = sorted((t for t in complete if t.number != best.number), key=lambda t: t.value, reverse=better)
+    rows, apart, close = [], [], []
+    for t in others[:NEXT_TRIALS]:
+        a, b = scores.get(t.number, {}), scores.get(best.number, {})
+        common = sorted(set(a) & set(b))
+        if len(common) < 2:
+            continue
+        ci = paired_bootstrap_diff(np.array([a[p] for p in common]), np.array([b[p] for p in common]),
+                                   resamples=stats.resamples, seed=stats.seed, level=stats.level)
+        (apart if ci.excludes_zero() else close).append(f"#{t.number}")
+        rows.append({"trial": t.number, "objective": t.value, f"best - trial ({objective})": ci.estimate,
+                     f"{stats.level:.0%} CI": _ci_text(ci), "problems": len(common),
+                     "verdict": "apart" if ci.excludes_zero() else "not distinguishable"})
+    if not rows:
+        return ("No runner-up has per-problem scores in the store to compare the best trial with.", [])
+    if not close:
+        text = (f"The best trial #{best.number} is told apart from each of the next ones ({', '.join(apart)}): "
+                "every interval of its difference excludes zero.")
+    else:
+        text = (f"The best trial #{best.number} cannot be told apart from {', '.join(close)}: the interval of "
+                "its difference to them includes zero, so the sweep does not single it out"
+                + (f" (it is apart from {', '.join(apart)})." if apart else "."))
+    return text, rows
+
+
 def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, store_root: Path, runs_dir: Path,
-                       storage: str) -> ReportPaths:
-    """Write report.md, report.html and the figures of `study` into out_dir."""
+                       storage: str, stats: ReportConfig | None = None) -> ReportPaths:
+    """Write report.md, report.html and the figures of `study` into out_dir; `stats` (the config's `report`
+    section) sets the intervals' resamples, seed and level."""
     out_dir, store_root, runs_dir = Path(out_dir), Path(store_root), Path(runs_dir)
+    stats = stats or ReportConfig()
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    scores = {t.number: objective_scores(store_root, t.user_attrs["run_id"], objective)
+              for t in complete if t.user_attrs.get("run_id")}
+    intervals = {n: ci for n, s in scores.items() if (ci := _interval(s, stats))}
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState if any(t.state == s for t in trials)}
     keys = _keys(trials)
 
@@ -95,10 +170,16 @@ def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, st
                           + ", ".join(f"#{t.number}" for t in tied) + "; no one of them is best. Their values:")
             doc.table([{"trial": t.number, **_values(t)} for t in tied], columns=["trial", *_keys(tied)])
         else:
-            doc.paragraph(f"Best trial: #{best.number} ({objective} = {best.value:.4f}), "
-                          f"run {best.user_attrs.get('run_id', '?')}.")
+            ci = intervals.get(best.number)
+            doc.paragraph(f"Best trial: #{best.number} ({objective} = {best.value:.4f}"
+                          + (f", 95% CI {_ci_text(ci)}" if ci else "") + f"), run {best.user_attrs.get('run_id', '?')}.")
             doc.table([{"knob": k, "value": v} for k, v in _values(best).items()], columns=["knob", "value"])
             doc.code(" ".join(f"{k}={v}" for k, v in _values(best).items()), "text")
+        if len(complete) > 1:
+            text, rows = best_vs_next(study, scores, stats, objective)
+            doc.paragraph(text)
+            if rows:
+                doc.table(rows)
     else:
         doc.paragraph("No trial completed, so there is no best configuration yet.")
 
@@ -129,8 +210,11 @@ def write_sweep_report(study: optuna.Study, out_dir: Path, *, objective: str, st
         doc.table([{"parameter": k, "importance": v} for k, v in importances.items()])
 
     doc.heading("All trials")
-    rows = trial_rows(study, store_root, runs_dir, out_dir)
-    doc.table(rows, columns=["trial", "state", *keys, "objective", "wall_s", "run", "note"], links={"run": "run_link"})
+    rows = trial_rows(study, store_root, runs_dir, out_dir, intervals)
+    doc.table(rows, columns=["trial", "state", *keys, "objective", "objective 95% CI", "wall_s", "run", "note"],
+              links={"run": "run_link"})
+    doc.paragraph("objective 95% CI: the percentile bootstrap over the held-out problems of the trial's last "
+                  f"evaluation ({stats.resamples} resamples, seed {stats.seed}).")
     doc.paragraph("A trial's rows in the store carry its trial_id, e.g. "
                   f"grpo sql \"SELECT * FROM trials WHERE sweep = '{study.study_name}'\" or "
                   "\"SELECT step, avg(reward) FROM rollouts WHERE trial_id = '...' GROUP BY step\".")

@@ -4,8 +4,9 @@
     grpo run       [--config F] [key=value ...]   the iterative pipeline (flow grpo/iterative): the main job
     grpo train     [--config F] [key=value ...]   one GRPO run (flow grpo/single): policy, eval, GRPO, eval
     grpo prm       [--config F] [key=value ...]   label policy samples and train the PRM (flow prm/train)
-    grpo report    RUN_ID ... [--out DIR] [--config F] [key=value ...]   the RL-effects report (flow analysis/report)
+    grpo report    RUN_ID ... [--out DIR] [--resamples B] [--ci-seed S] [key=value ...]   the RL-effects report
     grpo sweep     [--config F] [key=value ...]   an Optuna sweep over G, beta, epsilon (flow sweep/optuna)
+    grpo experiment --config F [key=value ...]    arms x seeds, then their report (flow experiment/replicates)
     grpo sql "SELECT ..." [--csv F | --parquet F] query the store's DuckDB views
     grpo sql                                      an interactive duckdb shell with the views defined
     grpo config    [--config F] [--docs] [...]    print the resolved configuration as YAML
@@ -147,9 +148,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     run_ids = [a for a in args.items if "=" not in a]  # run ids never contain '='; overrides always do
     if not run_ids:
         raise ConfigError("grpo report needs at least one run id (see: grpo sql \"select run_id from runs\")")
-    cfg = load_config(args.config, [a for a in args.items if "=" in a])
+    flags = [f"report.{name}={value}" for name, value in (("resamples", args.resamples), ("seed", args.ci_seed))
+             if value is not None]
+    cfg = load_config(args.config, [a for a in args.items if "=" in a] + flags)
     try:
-        paths = write_report(cfg.store.root, run_ids, args.out or default_report_dir(cfg.store.runs_dir, run_ids))
+        paths = write_report(cfg.store.root, run_ids, args.out or default_report_dir(cfg.store.runs_dir, run_ids),
+                             cfg.report)
     except ValueError as err:  # an unknown run id: the message lists the known ones
         raise ConfigError(str(err)) from err
     console.print(f"report: {paths.markdown}\n        {paths.html} (self-contained, figures embedded)")
@@ -176,6 +180,25 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             f"{len(tied)} trials tie for the best ({result['best_value']}): " + ", ".join(map(str, tied)))
     console.print(f"{best}; report: {result['report']}", soft_wrap=True)
     console.print(f"dashboard: optuna-dashboard {result['storage']}", soft_wrap=True)
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from flows.experiment import experiment
+
+    cfg = _config(args)
+    t0 = time.perf_counter()
+    result = experiment(cfg)
+    table = Table(title=f"experiment {result['experiment']}: {len(result['runs'])} runs, "
+                        f"{time.perf_counter() - t0:.0f}s")
+    for col in ("arm", "seed", "run", "status", "this time"):
+        table.add_column(col)
+    for r in result["runs"]:
+        table.add_row(r["arm"], str(r["seed"]), r["run_id"], r["status"] or "", "ran" if r["ran"] else "done before")
+    wide.print(table)
+    console.print(f"report: {result['report']} (and report.md beside it)", soft_wrap=True)
+    if result["failed"]:
+        raise CommandError(f"{len(result['failed'])} runs failed: {', '.join(result['failed'])} (logs: "
+                           f"{cfg.store.runs_dir / 'experiments' / cfg.experiment.name / 'runs'}/ARM-sSEED/run.log)")
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
@@ -269,9 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("items", nargs="+", metavar="RUN_ID|key=value", help="run ids, then optional config overrides")
     rep.add_argument("--out", type=Path, help="output dir (default: <runs_dir>/<run_id>/report)")
     rep.add_argument("--config", type=Path, default=None, help="YAML config giving store.root and runs_dir")
+    rep.add_argument("--resamples", type=int, help="bootstrap resamples of every interval (report.resamples)")
+    rep.add_argument("--ci-seed", type=int, help="seed of the bootstrap draws (report.seed)")
     rep.set_defaults(fn=cmd_report)
     with_config(sub.add_parser("sweep", help="an Optuna sweep over GRPO knobs (flow sweep/optuna)")).set_defaults(
         fn=cmd_sweep)
+    with_config(sub.add_parser("experiment", help="arms x seeds and their report (flow experiment/replicates)")
+                ).set_defaults(fn=cmd_experiment)
     sql = sub.add_parser("sql", help="run SQL over the store (no query: a duckdb shell with the views)")
     sql.add_argument("query", nargs="?", help="SQL over the views runs, rollouts, step_metrics, evals, ... "
                      "(none: the duckdb CLI in the store's directory, views from catalog.sql)")

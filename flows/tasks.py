@@ -67,7 +67,7 @@ def write_report(cfg: ExperimentConfig, run_ids: list[str], out_dir: str | None 
     from analysis import report
 
     out = Path(out_dir) if out_dir else report.default_report_dir(cfg.store.runs_dir, run_ids)
-    paths = report.write_report(cfg.store.root, run_ids, out)
+    paths = report.write_report(cfg.store.root, run_ids, out, cfg.report)
     mirror(cfg, out, name=f"{'+'.join(run_ids)}-report", group=run_ids[0],
            figures={f"report/{p.stem}": p for p in paths.figures})
     return {"markdown": str(paths.markdown), "html": str(paths.html)}

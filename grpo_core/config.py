@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from grpo_core.sweep.space import ParamSpec, Space, check_space, default_space, merge_space, parameters
@@ -198,6 +199,39 @@ class GRPOConfig(_Section):
         "seq_mean_token_mean",
         description="normalisation: paper's 1/|o_i| per sequence, DAPO token-mean, or Dr. GRPO constant",
     )
+    # Variants after the paper (README "GRPO variants"); each default is the paper's GRPO.
+    importance_sampling_level: Literal["token", "sequence"] = Field(
+        "token", description="ratio rho_it per token (Eq. 3), or per sequence (GSPO, arXiv 2507.18071): "
+                             "exp(mean_t log pi/pi_old), clipped once per sequence",
+    )
+    advantage_scale: Literal["group", "batch", "none"] = Field(
+        "group", description="divide centred rewards by the group std (paper), the batch std, or nothing "
+                             "(Dr. GRPO, arXiv 2503.20783; its length term is loss_agg=dr_grpo); outcome and process",
+    )
+    process_credit: Literal["sum", "min"] = Field(
+        "sum", description="process advantage of a token: sum (Sec. 4.1.3) or min (PURE, arXiv 2504.15275) of "
+                           "the normalised step rewards from its step to the end",
+    )
+    dynamic_sampling: bool = Field(
+        False, description="DAPO dynamic sampling (arXiv 2503.14476): drop groups whose rewards are all equal and "
+                           "draw more questions until B groups have signal",
+    )
+    max_extra_draws: int = Field(
+        4, ge=0, le=64, description="dynamic sampling: most extra draws of B questions per step",
+    )
+    overlong_filter: bool = Field(
+        False, description="mask truncated completions (no EOS) out of the loss (DAPO overlong filtering)",
+    )
+    overlong_buffer: int = Field(
+        0, ge=0, description="L_cache: tokens at the end of rollout.max_new_tokens with DAPO's soft overlong "
+                             "penalty (Eq. 13); 0 = off",
+    )
+    overlong_penalty: float = Field(
+        1.0, ge=0, le=100.0, description="the soft overlong penalty's size at the budget (added to the reward)",
+    )
+    entropy_threshold: float = Field(
+        0.1, ge=0, description="nats: a sampled token's policy entropy below this counts in rollout/frac_low_entropy",
+    )
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clip norm; 0 disables")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     checkpoint_every: int = Field(20, ge=0, description="checkpoint every N steps; 0 disables")
@@ -352,6 +386,57 @@ class SweepConfig(_Section):
         return parameters(self.space)
 
 
+def _paper_arms() -> dict[str, dict[str, Any]]:
+    return {"outcome": {"grpo.supervision": "outcome"}, "process": {"grpo.supervision": "process"}}
+
+
+class ExperimentSpec(_Section):
+    """An experiment: named arms (dotted config overrides) times seeds, each run a separate process.
+
+    Replicate s of an arm sets every SEED_KNOBS field to first_seed + s: the GRPO sampling and training
+    seed and the PRM's labelling, split and training seed. model.seed (the starting policy) and
+    task.seed (the problems) stay the base config's, so every arm and seed starts from the same
+    policy and is evaluated on the same held-out problems (the paired design the intervals assume);
+    the evaluation's sampling is seeded by iteration and step alone, so the before-RL evaluation is
+    the same for every run and is computed once (grpo_core.experiment.start_evaluation_key).
+    """
+
+    SEED_KNOBS: ClassVar[tuple[str, ...]] = ("grpo.seed", "prm.seed")
+
+    name: str = Field(
+        "experiment", min_length=1, pattern=r"^[A-Za-z0-9._-]+$",
+        description="experiment name (letters, digits, . _ -): tags its runs in the store, names runs/experiments/NAME",
+    )
+    arms: dict[str, dict[str, Any]] = Field(
+        default_factory=_paper_arms,
+        description="arm name -> {dotted key: value} overrides of the base config (default: outcome vs process, "
+                    "Sec. 5.2.2); an arm may not set seeds (see seeds) nor bookkeeping sections",
+    )
+    seeds: int = Field(2, ge=1, le=64, description="replicate runs per arm (replicate s sets grpo.seed, prm.seed)")
+    first_seed: int = Field(0, ge=0, description="seed of the first replicate; replicate s gets first_seed + s")
+    n_parallel: int = Field(2, ge=1, le=64, description="runs at once (processes, or deployment runs in flight)")
+    launcher: Literal["process", "deployment"] = Field(
+        "process", description="process: local processes (python -m flows.launch); deployment: Prefect "
+                               "run_deployment of `deployment`, picked up by a work pool's workers",
+    )
+    deployment: str = Field(
+        "grpo/iterative", pattern=r"^[^/]+/[^/]+$", description="FLOW/DEPLOYMENT each run goes to with launcher=deployment"
+    )
+
+    @model_validator(mode="after")
+    def _arms_named(self) -> ExperimentSpec:
+        if not self.arms:
+            raise ValueError("arms is empty: name at least one arm, e.g. {outcome: {grpo.supervision: outcome}}")
+        for arm, overrides in self.arms.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", arm):
+                raise ValueError(f"arm name {arm!r}: use letters, digits and . _ - (it names the arm's store files)")
+            for key in overrides:
+                if key in self.SEED_KNOBS:
+                    raise ValueError(f"arm {arm!r} sets {key}: the experiment's seeds set {', '.join(self.SEED_KNOBS)}"
+                                     " (use experiment.seeds / experiment.first_seed)")
+        return self
+
+
 class StoreConfig(_Section):
     """Where rollouts, metrics and the DuckDB catalog live."""
 
@@ -375,6 +460,23 @@ class LoggingConfig(_Section):
     )
 
 
+class ReportConfig(_Section):
+    """The reports' statistics (analysis/stats.py): bootstrap intervals on every stated difference."""
+
+    resamples: int = Field(
+        2000, ge=100, le=100_000,
+        description="B: bootstrap resamples of every interval (paired over problems; nested seeds, then problems)",
+    )
+    seed: int = Field(0, ge=0, description="seed of the bootstrap draws, so a report is reproducible")
+    level: float = Field(0.95, ge=0.5, lt=1.0, description="two-sided level of the percentile intervals")
+
+
+# The `device` knob's values (grpo_core.device.resolve_device turns one into a torch.device).
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
+# The `precision` knob: forward passes in fp32, or under bf16 autocast (grpo_core.device.autocast).
+Precision = Literal["fp32", "bf16"]
+
+
 class ExperimentConfig(_Section):
     """One experiment. Departures from the paper's settings (Sec. 4.2), all for a
     CPU-sized default that finishes in minutes: G = 8 (paper 64), lr 2e-5 (1e-6:
@@ -384,11 +486,17 @@ class ExperimentConfig(_Section):
     1; the paper uses the PRM alone, `grpo.process_outcome_weight=0`).
 
     Every section changes what a run computes, except those in BOOKKEEPING
-    (naming, where files go, logging, the sweep around the run): `result_sections`
+    (naming, where files go, logging, the sweep around the run, the reports' statistics): `result_sections`
     is the rest, so a new section counts towards the run id unless it is listed here.
+    `device` counts as the kind of device it resolves to (cpu or cuda, run_id_for):
+    auto and cpu on a CPU machine compute the same numbers, so they are the same run.
+    A field at its IDENTITY_BASELINE value is left out of the run id: that is what every
+    run computed before the field existed, so those runs keep their ids.
     """
 
-    BOOKKEEPING: ClassVar[frozenset[str]] = frozenset({"run_name", "sweep", "store", "logging"})
+    BOOKKEEPING: ClassVar[frozenset[str]] = frozenset({"run_name", "sweep", "experiment", "store", "logging",
+                                                           "report"})
+    IDENTITY_BASELINE: ClassVar[dict[str, str]] = {"device": "cpu", "precision": "fp32"}
 
     run_name: str = Field("default", min_length=1, description="name of the run in the store")
     # In the order a person reads them (the Prefect run form, `grpo config`): the algorithm first.
@@ -400,27 +508,86 @@ class ExperimentConfig(_Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
+    # Where the run computes and at what precision (device counts towards the run id by its kind).
+    device: str = Field(
+        "auto", description="where the policy, reference, PRM and batches live: auto (CUDA when available, else "
+        "CPU), cpu, cuda or cuda:N; a torchrun/deepspeed rank takes cuda:LOCAL_RANK [auto | cpu | cuda | cuda:N]",
+    )
+    precision: Precision = Field(
+        "fp32", description="forward passes (rollouts, log-probs, PRM scores): fp32, or bf16 autocast "
+        "(the loss, k3 KL and log-softmax stay fp32)",
+    )
     store: StoreConfig = Field(default_factory=StoreConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     # Out of the JSON schema, so a run's Prefect form does not show it; SweepExperimentConfig shows it.
     sweep: SkipJsonSchema[SweepConfig] = Field(default_factory=SweepConfig)
+    # Likewise; ArmsExperimentConfig (the experiment/replicates form) shows it.
+    experiment: SkipJsonSchema[ExperimentSpec] = Field(default_factory=ExperimentSpec)
+
+    @field_validator("device")
+    @classmethod
+    def _device_named(cls, value: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError("use auto (CUDA when available, else CPU), cpu, cuda or cuda:N, e.g. device=cuda:0")
+        return value
 
     @classmethod
     def result_sections(cls) -> tuple[str, ...]:
         """The fields that change what a run computes (all but BOOKKEEPING), in declaration order."""
         return tuple(name for name in cls.model_fields if name not in cls.BOOKKEEPING)
 
+    @model_validator(mode="after")
+    def _overlong_buffer_in_budget(self) -> ExperimentConfig:
+        if self.grpo.overlong_buffer > self.rollout.max_new_tokens:
+            raise ValueError(f"grpo.overlong_buffer ({self.grpo.overlong_buffer}) must be <= rollout.max_new_tokens "
+                             f"({self.rollout.max_new_tokens}): the penalty covers the last tokens of the budget")
+        return self
 
-class SweepExperimentConfig(ExperimentConfig):
-    """An ExperimentConfig whose JSON schema (the sweep/optuna deployment's run form) has the sweep section."""
+    @model_validator(mode="after")
+    def _arms_fit_the_config(self) -> ExperimentConfig:
+        """Each experiment arm's overrides name result sections and give values their fields accept
+        (every check lives in a section, so validating the sections an arm touches checks the arm)."""
+        for arm, overrides in self.experiment.arms.items():
+            touched: dict[str, dict[str, Any]] = {}
+            for key, value in overrides.items():
+                section, _, rest = key.partition(".")
+                if section not in self.result_sections() or not rest:
+                    raise ValueError(f"experiment arm {arm!r}: key {key!r} must be section.field of a section that "
+                                     f"changes a run's result, one of {', '.join(self.result_sections())}")
+                data = touched.setdefault(section, getattr(self, section).model_dump())
+                set_dotted(data, rest.split("."), value, f"experiment arm {arm!r}, key {key!r}")
+            for section, data in touched.items():
+                try:
+                    type(getattr(self, section)).model_validate(data)
+                except ValidationError as err:
+                    raise ValueError(f"experiment arm {arm!r}: " + "; ".join(
+                        f"{section}.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                        for e in err.errors())) from None
+        return self
 
-    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+class _FormConfig(ExperimentConfig):
+    """An ExperimentConfig for one deployment's run form that shows one more section."""
 
     @model_validator(mode="before")
     @classmethod
     def _from_experiment_config(cls, data: Any) -> Any:
         """Take a plain ExperimentConfig too (what load_config returns): the same knobs."""
         return data.model_dump() if isinstance(data, ExperimentConfig) and not isinstance(data, cls) else data
+
+
+class SweepExperimentConfig(_FormConfig):
+    """An ExperimentConfig whose JSON schema (the sweep/optuna deployment's run form) has the sweep section."""
+
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+
+class ArmsExperimentConfig(_FormConfig):
+    """An ExperimentConfig whose JSON schema (the experiment/replicates deployment's run form) has the
+    experiment section."""
+
+    experiment: ExperimentSpec = Field(default_factory=ExperimentSpec)
 
 
 class ConfigError(ValueError):
@@ -436,7 +603,8 @@ def format_errors(err: ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; see configs/default.yaml for every key)"
-        lines.append(f"  {loc}: {msg} (got {e.get('input')!r})")
+        got = f" (got {e.get('input')!r})" if e["loc"] else ""  # at the top level the input is the whole file
+        lines.append(f"  {loc}: {msg}{got}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 
@@ -451,17 +619,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, yaml.safe_load(raw) if raw.strip() else None
 
 
+def set_dotted(data: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """Set data[path[0]][path[1]]... = value in a nested dict (creating sections as needed); `what`
+    names the override in the error when a part of the path is a value, not a section."""
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: {part!r} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set each dotted override in a nested dict (creating sections as needed)."""
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        set_dotted(data, path, value, f"override {text!r}")
     return data
 
 

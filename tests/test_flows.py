@@ -303,7 +303,7 @@ def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_
     paths = report(["r1"], cfg)
     assert paths["markdown"] == str(tmp_path / "r1" / "report" / "report.md")
     md = Path(paths["markdown"]).read_text()
-    assert "Maj@4 rose 100.0 points from 0.0% to 100.0% while Pass@4 stayed at 100.0%" in md
+    assert "Maj@4 rose 100.0 points from 0.0% to 100.0% (95% CI +100.0 to +100.0); Pass@4 stayed at 100.0%" in md
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rl-report-r1"])))
     assert len(artifacts) == 1 and artifacts[0].type == "markdown"

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import matplotlib.pyplot as plt
+import numpy as np
+
 from analysis.catalog import query
 from analysis.report import default_report_dir, load_report_data, summary_sentences, write_report
+from analysis.stats import Interval, paired_bootstrap_diff
+from grpo_core.config import ConfigError, ReportConfig, load_config
+from grpo_core.pipeline.stages import run_id_for
 from grpo_core.store import Store
 from tests.test_analysis_sql import eval_samples, row
 
@@ -112,25 +118,99 @@ def test_outcome_vs_process_pairs_equal_steps(report_store):
     assert everything == [{"n": 5}]  # null = every run; `small` (outcome, no train rows) adds no step
 
 
+STATS = ReportConfig()
+
+
+def ci(before: list[float], after: list[float]) -> Interval:
+    """The paired bootstrap of analysis.stats on hand-listed per-problem scores, with the report's knobs."""
+    return paired_bootstrap_diff(np.array(before), np.array(after), resamples=STATS.resamples, seed=STATS.seed,
+                                 level=STATS.level)
+
+
 def test_summary_sentences_carry_the_computed_numbers(report_store):
     data = load_report_data(report_store, ["os", "ps"])
     assert [r.ks for r in data.runs] == [[1, 2, 4], [1, 2, 4]]
     sentences = summary_sentences(data)
+    # os per problem (p1, p2), before -> after iteration 2: Maj@4 (0, 1/4) -> (1, 0); Pass@4 (1, 1) -> (1, 0);
+    # greedy (0, 0) -> (1, 0); Pass@1 (1/4, 1/4) -> (3/4, 0). Two problems: no interval excludes zero.
+    maj, pas, greedy, pass1 = ci([0, 0.25], [1, 0]), ci([1, 1], [1, 0]), ci([0, 0], [1, 0]), ci([0.25, 0.25], [0.75, 0])
+    assert [c.verdict() for c in (maj, pas, greedy, pass1)] == ["not distinguishable"] * 4
+    assert (pas.low, pas.high) == (-1.0, 0.0)  # an interval ending at 0 does not exclude it
+    nd = "not distinguishable from no change"
+    first, later = ci([0, 0], [1, 0]), ci([0, 0], [1, 0])  # iteration 1 gains (1, 0); iteration 2 gains (0, 0)
     assert sentences[:4] == [
-        "os: Maj@4 rose 37.5 points from 12.5% to 50.0% while Pass@4 fell 50.0 points from 100.0% to 50.0%: "
-        "RL sharpened the distribution rather than widening it (the paper's Figure 7 pattern: Maj@K up, Pass@K not).",
-        "os: Greedy accuracy rose 50.0 points from 0.0% to 50.0% and Pass@1 rose 12.5 points from 25.0% to 37.5% "
-        "over 2 iterations (4 GRPO steps).",
-        "os: Greedy accuracy points gained per iteration: iteration 1 +50.0, iteration 2 +0.0 (total +50.0); "
-        "the first iteration gave most of the gain (100%), as in the paper.",
+        f"os: Maj@4 rose 37.5 points from 12.5% to 50.0% {maj.text()}, {nd}; Pass@4 fell 50.0 points from 100.0% "
+        f"to 50.0% {pas.text()}, {nd}. The data do not support the Figure 7 pattern: Maj@K's change is not "
+        "distinguishable from no change, nor is Pass@K's.",
+        f"os: Greedy accuracy rose 50.0 points from 0.0% to 50.0% {greedy.text()}, {nd}; Pass@1 rose 12.5 points "
+        f"from 25.0% to 37.5% {pass1.text()}, {nd}; over 2 iterations (4 GRPO steps).",
+        f"os: Greedy accuracy points gained per iteration: iteration 1 +50.0 {first.text()}, iteration 2 +0.0 "
+        "(95% CI +0.0 to +0.0); no iteration's gain is distinguishable from no change; the first iteration's gain "
+        f"cannot be told apart from the later ones' (first minus later: +50.0 points {later.text()}).",
         "os: Mean train reward went from 0.500 to 1.000 and completion length from 15.0 to 35.0 tokens "
         "(the first vs the last step, of 4 steps); KL to the reference peaked at 0.0300 at step 3.",
     ]
-    # ps: Pass@4 before 100%, after p1 all right, p2 3 of 4 right -> 100%; Maj@4 12.5% -> 100%.
-    assert sentences[4].startswith("ps: Maj@4 rose 87.5 points from 12.5% to 100.0% while Pass@4 stayed at 100.0%: "
-                                   "RL sharpened the distribution")
-    assert sentences[-1] == ("After 4 GRPO steps, process supervision's greedy accuracy was 100.0%, 50.0 points above "
-                             "outcome supervision's 50.0%; process supervision led at 1 of 2 evaluated steps.")
+    # ps: Maj@4 (0, 1/4) -> (1, 1); Pass@4 stays at 1, 1: a gain of Maj@4 whose interval is (0.75, 1).
+    ps_maj = ci([0, 0.25], [1, 1])
+    assert ps_maj.verdict() == "gain"
+    assert sentences[4] == (
+        f"ps: Maj@4 rose 87.5 points from 12.5% to 100.0% {ps_maj.text()}; Pass@4 stayed at 100.0% (95% CI +0.0 to "
+        "+0.0). RL sharpened the distribution rather than widening it (the paper's Figure 7 pattern: Maj@K up, "
+        "Pass@K not; Pass@K's change is not distinguishable from no change).")
+    # outcome vs process at step 4: greedy os (1, 0), ps (1, 1); one run each = the paired bootstrap
+    gap = ci([1, 0], [1, 1])
+    assert sentences[-2] == (f"After 4 GRPO steps, process supervision's greedy accuracy was 100.0%, 50.0 points "
+                             f"above outcome supervision's 50.0% {gap.text()}, not distinguishable from no "
+                             "difference; process supervision led at 1 of 2 evaluated steps (point estimates).")
+    assert sentences[-1] == (
+        f"ps against os (last evaluations, 2 shared problems): greedy accuracy rose 50.0 points from 50.0% to "
+        f"100.0% {gap.text()}, {nd}; Pass@4 rose 50.0 points from 50.0% to 100.0% {ci([1, 0], [1, 1]).text()}, "
+        f"{nd}; Maj@4 rose 50.0 points from 50.0% to 100.0% {ci([1, 0], [1, 1]).text()}, {nd}.")
+
+
+def decisive_store(tmp_path: Path, changed: int, n_problems: int = 30) -> Path:
+    """One run: `changed` of n problems go from Maj@4 0 (answers 4 5 5 6) to 1 (4 4 4 6), the rest stay at 0;
+    Pass@4 is 1 throughout; greedy follows Maj@4."""
+    store = Store(tmp_path / "store")
+    store.write_run("d", trial_id=None, name="d", config=_config("outcome"))
+    for it in (0, 1):
+        rows = []
+        for g in range(n_problems):
+            up = it == 1 and g < changed
+            rows += eval_samples(f"q{g:02d}", ["4", "4", "4", "6"] if up else ["4", "5", "5", "6"], group_index=g)
+            rows.append(row(problem_id=f"q{g:02d}", group_index=g, decoding="greedy", answer="4" if up else "5",
+                            answer_norm="4" if up else "5", correct=up))
+        store.write_rollouts(rows, run_id="d", iteration=it, step=0 if it == 0 else M, split="eval")
+    return tmp_path / "store"
+
+
+def test_figure7_verdict_follows_the_intervals(tmp_path):
+    strong = summary_sentences(load_report_data(decisive_store(tmp_path / "a", changed=20), ["d"]))
+    maj = ci([0.0] * 30, [1.0] * 20 + [0.0] * 10)
+    assert maj.verdict() == "gain" and maj.estimate == pytest.approx(2 / 3)
+    assert strong[0] == (f"Maj@4 rose 66.7 points from 0.0% to 66.7% {maj.text()}; Pass@4 stayed at 100.0% (95% CI "
+                         "+0.0 to +0.0). RL sharpened the distribution rather than widening it (the paper's Figure 7 "
+                         "pattern: Maj@K up, Pass@K not; Pass@K's change is not distinguishable from no change).")
+    weak = summary_sentences(load_report_data(decisive_store(tmp_path / "b", changed=1), ["d"]))
+    one = ci([0.0] * 30, [1.0] + [0.0] * 29)
+    assert one.verdict() == "not distinguishable" and one.low == 0.0
+    assert weak[0] == (f"Maj@4 rose 3.3 points from 0.0% to 3.3% {one.text()}, not distinguishable from no change; "
+                       "Pass@4 stayed at 100.0% (95% CI +0.0 to +0.0). The data do not support the Figure 7 pattern: "
+                       "Maj@K's change is not distinguishable from no change, nor is Pass@K's.")
+    assert weak[1].startswith(f"Greedy accuracy rose 3.3 points from 0.0% to 3.3% {one.text()}, not distinguishable")
+
+
+def test_report_knobs_set_the_intervals_and_leave_run_ids_alone(tmp_path):
+    root = decisive_store(tmp_path, changed=5)
+    knobs = ReportConfig(resamples=500, seed=7, level=0.9)
+    data = load_report_data(root, ["d"], knobs)
+    got = data.find("before vs after RL", "Maj@4", "d (outcome)")
+    want = paired_bootstrap_diff(np.zeros(30), np.array([1.0] * 5 + [0.0] * 25), resamples=500, seed=7, level=0.9)
+    assert got.ci == want and got.n_problems == 30
+    assert run_id_for(load_config(None, ["report.resamples=5000", "report.seed=3"])) == run_id_for(
+        load_config(None, []))
+    with pytest.raises(ConfigError, match="report.resamples"):
+        load_config(None, ["report.resamples=10"])
 
 
 def test_report_files_figures_and_sections(report_store, tmp_path):
@@ -142,7 +222,14 @@ def test_report_files_figures_and_sections(report_store, tmp_path):
                      "training_curves.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in both.figures)
     assert "## Outcome vs process supervision" in md and "| 4 | 50.0% | 100.0% | +50.0 |" in md
-    assert "| 4 | 100.0% | 50.0% | -50.0 | 12.5% | 50.0% | +37.5 |" in md  # os: K, Pass before/after, Maj before/after
+    maj = ci([0, 0.25], [1, 0])  # os's Maj@4 per problem, before and after (test above)
+    cells = f"{100 * maj.low:+.1f} to {100 * maj.high:+.1f}"
+    # os: K, Pass@K before / after / change / interval, then the same for Maj@K
+    assert f"| 4 | 100.0% | 50.0% | -50.0 | -100.0 to +0.0 | 12.5% | 50.0% | +37.5 | {cells} |" in md
+    assert ("| before vs after RL | os (outcome) | Maj@4 | 12.5% | 50.0% | +37.5 | "
+            f"{cells} | not distinguishable from no change | 2 |") in md  # the table of every stated difference
+    assert "| first iteration vs later ones | os (outcome) | greedy accuracy gain |  |  | +50.0 |" in md
+    assert "## Every stated difference" in md and "95% CI (pts)" in md
     assert "Maj@4 rose 37.5 points" in page and page.count("data:image/png;base64,") == 5
 
     one = write_report(report_store, ["os"], tmp_path / "one")
@@ -156,9 +243,10 @@ def test_report_of_a_run_with_fewer_samples_than_another_runs_kmax(report_store,
     data = load_report_data(report_store, ["small", "os"])
     assert [r.ks for r in data.runs] == [[1, 2], [1, 2, 4]]
     assert data.outcome_vs_process == []  # both are outcome runs
-    assert summary_sentences(data)[0] == ("small: Maj@2 rose 50.0 points from 50.0% to 100.0% while Pass@2 stayed at "
-                                          "100.0%: RL sharpened the distribution rather than widening it (the "
-                                          "paper's Figure 7 pattern: Maj@K up, Pass@K not).")
+    assert summary_sentences(data)[0] == (
+        "small: Maj@2 rose 50.0 points from 50.0% to 100.0% (95% CI +50.0 to +50.0); Pass@2 stayed at 100.0% (95% CI "
+        "+0.0 to +0.0). RL sharpened the distribution rather than widening it (the paper's Figure 7 pattern: Maj@K "
+        "up, Pass@K not; Pass@K's change is not distinguishable from no change).")  # one problem: a point interval
     write_report(report_store, ["small"], tmp_path / "small")
 
 
@@ -186,15 +274,73 @@ def test_report_of_a_run_evaluated_only_before_rl(tmp_path):
     assert "Pass@K and Maj@K before and after RL" not in paths.markdown.read_text()
 
 
-def test_iteration_sentence_when_a_later_iteration_loses_ground():
-    from types import SimpleNamespace
+def test_smooth_is_a_centred_moving_average():
+    from analysis.report import smooth
 
-    from analysis.report import iteration_sentence
+    assert smooth([1, 2, 3, 10], 3) == [1.5, 2.0, 5.0, 6.5]
+    assert smooth([4.0], 5) == [4.0]
 
-    gains = [{"iteration": 0, "greedy_gain": None}, {"iteration": 1, "greedy_gain": 0.035},
-             {"iteration": 2, "greedy_gain": -0.01}]
-    assert iteration_sentence(SimpleNamespace(gains=gains)) == (
-        "Greedy accuracy points gained per iteration: iteration 1 +3.5, iteration 2 -1.0 (total +2.5); "
-        "the first iteration gave all of the gain and later ones lost some of it.")
-    gains[2]["greedy_gain"] = -0.05
-    assert iteration_sentence(SimpleNamespace(gains=gains)).endswith("iterating did not raise greedy accuracy.")
+
+def test_figures_carry_the_intervals_and_the_smoothed_curves(report_store):
+    from matplotlib.container import ErrorbarContainer
+
+    from analysis.report import CURVES, gains_figure, pass_maj_figure, training_figure
+    from analysis.stats import bootstrap_mean
+
+    run = load_report_data(report_store, ["os"]).runs[0]
+    ax = pass_maj_figure(run, STATS).axes[0]
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert len(bars) == 6  # Pass@K and Maj@K of 3 evaluations
+    segments = bars["Maj@K, after iteration 2"].lines[2][0].get_segments()  # one vertical bar per K = 1, 2, 4
+    maj4 = bootstrap_mean(np.array([1.0, 0.0]), resamples=STATS.resamples, seed=STATS.seed)  # p1 1, p2 0
+    assert [segments[-1][0][1], segments[-1][1][1]] == pytest.approx([100 * maj4.low, 100 * maj4.high])
+
+    axes = gains_figure([run], STATS).axes
+    (greedy,) = [c for c in axes[0].containers if isinstance(c, ErrorbarContainer)]
+    ends = [y for seg in greedy.lines[2][0].get_segments() for y in (seg[0][1], seg[1][1])]
+    # greedy per problem: before (0, 0), after iteration 1 and 2 (1, 0): intervals (0, 0) then (0, 100)
+    assert ends == pytest.approx([0, 0, 0, 100, 0, 100])
+
+    fig = training_figure([run])
+    assert [a.get_ylabel() for a in fig.axes] == list(CURVES.values())
+    assert "share of zero-variance groups" in CURVES.values() and "train accuracy" not in CURVES.values()
+    raw, smoothed = fig.axes[1].get_lines()[:2]  # zero-variance groups: [1,0] [1,1] [1,0] [1,1] per step
+    assert list(raw.get_ydata()) == [0.0, 1.0, 0.0, 1.0]
+    assert list(smoothed.get_ydata()) == pytest.approx([0.5, 1 / 3, 2 / 3, 0.5])
+    plt.close("all")
+
+
+def test_sweep_report_gives_each_trial_its_interval_and_says_when_the_best_is_not_apart(tmp_path):
+    import optuna
+
+    from analysis.stats import bootstrap_mean
+    from analysis.sweep_report import objective_scores, write_sweep_report
+
+    store = Store(tmp_path / "store")
+    ups = {0: 20, 1: 19, 2: 5}  # trial -> problems (of 30) at Maj@4 = 1 after RL; the rest at 0
+    study = optuna.create_study(study_name="s", direction="maximize")
+    beta = optuna.distributions.FloatDistribution(0.001, 0.2, log=True)
+    for trial, up in ups.items():
+        run_id = f"s-t00{trial}-abc"
+        rows = []
+        for g in range(30):
+            rows += eval_samples(f"q{g:02d}", ["4", "4", "4", "6"] if g < up else ["4", "5", "5", "6"], group_index=g)
+        store.write_rollouts(rows, run_id=run_id, iteration=0, step=0, split="eval")  # before: not the objective
+        store.write_rollouts(rows, run_id=run_id, iteration=1, step=M, split="eval")
+        study.add_trial(optuna.trial.create_trial(params={"grpo.beta": 0.01 * (trial + 1)}, distributions={
+            "grpo.beta": beta}, value=up / 30, user_attrs={"run_id": run_id, "overrides": {"grpo.beta": 0.01}}))
+    scores = objective_scores(tmp_path / "store", "s-t000-abc", "maj@4")
+    assert sorted(scores.values()) == [0.0] * 10 + [1.0] * 20
+    paths = write_sweep_report(study, tmp_path / "r", objective="maj@4", store_root=tmp_path / "store",
+                               runs_dir=tmp_path / "runs", storage="x.journal")
+    md = paths.markdown.read_text()
+    best = bootstrap_mean(np.array([1.0] * 20 + [0.0] * 10), resamples=STATS.resamples, seed=STATS.seed)
+    assert f"Best trial: #0 (maj@4 = 0.6667, 95% CI {best.low:.4f} to {best.high:.4f})" in md
+    near = ci([1.0] * 19 + [0.0] * 11, [1.0] * 20 + [0.0] * 10)  # best minus trial 1, paired by problem
+    far = ci([1.0] * 5 + [0.0] * 25, [1.0] * 20 + [0.0] * 10)
+    assert near.verdict() == "not distinguishable" and far.verdict() == "gain"
+    assert ("The best trial #0 cannot be told apart from #1: the interval of its difference to them includes "
+            "zero, so the sweep does not single it out (it is apart from #2).") in md
+    assert f"| 1 | 0.6333 | 0.03333 | {near.low:.4f} to {near.high:.4f} | 30 | not distinguishable |" in md
+    assert f"| 2 | 0.1667 | 0.5 | {far.low:.4f} to {far.high:.4f} | 30 | apart |" in md
+    assert f"| 0 | COMPLETE | 0.01 | 0.6667 | {best.low:.4f} to {best.high:.4f} |" in md  # the trials table
