@@ -9,7 +9,9 @@ optimizer), reward (verify, rewards, advantages, packing), sync (weights into
 the rollout engine) and store (rows and Parquet). Target: everything but
 generation and the forward/backward passes, i.e. (reward + sync + store +
 unaccounted bookkeeping) / step, under 5%. Peak memory is
-the process's max RSS (target: under 4 GiB for the main job).
+the process's max RSS (target: under 4 GiB for the main job), and with
+`device=cuda` also the peak GPU memory torch allocated. Tokens/s counts the
+sampled completion tokens (B x G x mean length) per second of the whole step.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import resource
 import sys
 import tempfile
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -55,6 +59,11 @@ def main() -> None:
     print(f"  overhead (reward + sync + store + bookkeeping) {other:.3f} s = {other / step:.2%} of the step (target < 5%)")
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak memory (max RSS) {peak_gib:.2f} GiB (target < 4 GiB)")
+    tokens = cfg.grpo.questions_per_step * cfg.grpo.group_size * mean("rollout/mean_length")
+    print(f"sampled tokens/s {tokens / step:.0f} (device={cfg.device}, precision={cfg.precision}, "
+          f"backend={cfg.grpo.backend})")
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        print(f"peak GPU memory (torch max_memory_allocated) {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def grpo(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, reward
     if reward_model is not None:
         from prm.score import load_step_scorer
 
-        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag)
+        scorer, version = load_step_scorer(Path(reward_model), cfg.prm.step_tag, device=cfg.device,
+                                           precision=cfg.precision)
     result = pipeline.grpo_iteration(cfg, Path(policy), run_id, iteration, trial_id=trial_id, step_scorer=scorer,
                                      reward_model=version)
     return str(result.policy_dir)

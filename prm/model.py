@@ -118,8 +118,9 @@ class RewardModel(torch.nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, kind: Kind = "process", version: str = "untrained", *,
-                        surprise: bool, dtype: torch.dtype = torch.float32) -> RewardModel:
-        """A fresh head on the base model of a local HF model dir (e.g. the policy); with
+                        surprise: bool, dtype: torch.dtype = torch.float32,
+                        device: torch.device | str = "cpu") -> RewardModel:
+        """A fresh head on the base model of a local HF model dir (e.g. the policy), on `device`; with
         `surprise`, a frozen copy of that causal LM is the surprise features' reference."""
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -137,7 +138,7 @@ class RewardModel(torch.nn.Module):
             )
         else:
             backbone = AutoModel.from_pretrained(path, dtype=dtype)
-        return cls(backbone, kind=kind, version=version, reference=reference)
+        return cls(backbone, kind=kind, version=version, reference=reference).to(device)
 
     def forward(
         self,
@@ -205,8 +206,9 @@ class RewardModel(torch.nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> RewardModel:
-        """A reward model written by `save` (in eval mode)."""
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+             ) -> RewardModel:
+        """A reward model written by `save` (in eval mode, on `device` with its reference)."""
         path = Path(path)
         info_path = path / RM_INFO
         if not info_path.is_file():
@@ -223,4 +225,4 @@ class RewardModel(torch.nn.Module):
         model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
         model.head.to(dtype)
         model.eval()
-        return model
+        return model.to(device)

@@ -24,6 +24,7 @@ from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.data.sampling import derive_seed
+from grpo_core.device import autocast, resolve_device
 from grpo_core.policy.load import load_policy, load_tokenizer
 from grpo_core.rollout import close_engine, make_engine
 from grpo_core.rollout.base import SamplingParams
@@ -55,7 +56,8 @@ def label_policy_samples(
     """
     p = cfg.prm
     t0 = time.perf_counter()
-    model, tok = load_policy(policy_dir)
+    device = resolve_device(cfg.device)
+    model, tok = load_policy(policy_dir, device=device)
     engine = make_engine(cfg.rollout, model, tok)
     chosen = random.Random(derive_seed(p.seed, iteration, 1)).sample(list(problems), min(cfg.iterative.label_problems,
                                                                                    len(problems)))
@@ -63,13 +65,14 @@ def label_policy_samples(
     params = SamplingParams(n=p.samples_per_problem, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                             max_new_tokens=cfg.rollout.max_new_tokens, seed=derive_seed(p.seed, iteration, 2))
     try:
-        samples = engine.generate(prompts, params)
-        expanded = [q for q in chosen for _ in range(p.samples_per_problem)]
-        t1 = time.perf_counter()
-        rows = label_solutions(engine, expanded, samples, n_completions=p.n_completions,
-                               prompt_template=cfg.task.prompt_template, delimiter=p.step_tag,
-                               max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-                               top_p=cfg.rollout.top_p, seed=derive_seed(p.seed, iteration, 3))
+        with autocast(device, cfg.precision):  # the forward passes of sampling and labelling
+            samples = engine.generate(prompts, params)
+            expanded = [q for q in chosen for _ in range(p.samples_per_problem)]
+            t1 = time.perf_counter()
+            rows = label_solutions(engine, expanded, samples, n_completions=p.n_completions,
+                                   prompt_template=cfg.task.prompt_template, delimiter=p.step_tag,
+                                   max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                                   top_p=cfg.rollout.top_p, seed=derive_seed(p.seed, iteration, 3))
     finally:
         close_engine(engine)  # a vLLM engine holds its KV cache and process group until closed
     t2 = time.perf_counter()
@@ -159,6 +162,7 @@ def train_reward_model(
     mixed = mix_replay(new, old, p.replay_fraction, p.seed)
     out_dir = Path(out_dir)
     model, tok = init_reward_model(Path(init_dir), kind, version or f"{kind}:{out_dir.name}", p.surprise_features)
+    model.to(resolve_device(cfg.device))  # with its frozen surprise reference; batches follow (prm.train)
     log.info("training %s RM on %d solutions (%d new, %d replayed), %d held out", kind, len(mixed), len(new),
              len(mixed) - len(new), len(held))
     metrics = train(model, tok, mixed, held, p, delimiter=p.step_tag)

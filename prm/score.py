@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
+from grpo_core.config import Precision
 from grpo_core.data.problem import Problem
+from grpo_core.device import autocast, resolve_device
 from grpo_core.maths.batch import pack
 from grpo_core.maths.steps import step_token_ends
 from grpo_core.policy.load import load_tokenizer
@@ -63,10 +65,13 @@ def _read_positions(completion_ids: list[list[int]], tokenizer: Any, delimiter: 
 
 @torch.no_grad()
 def score_rollouts(
-    model: RewardModel, tokenizer: Any, batch: RolloutBatch, delimiter: str = "\n", batch_size: int = 64
+    model: RewardModel, tokenizer: Any, batch: RolloutBatch, delimiter: str = "\n", batch_size: int = 64,
+    precision: Precision = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores of a rollout batch -> (step_rewards (N, S) float in (0, 1), step_mask (N, S) bool,
-    step_ends (N, S) long completion-token indices < T), T = longest completion, S >= 1."""
+    step_ends (N, S) long completion-token indices < T), T = longest completion, S >= 1, on the CPU.
+
+    Each batch goes to the model's device; its forward pass runs at `precision` (grpo_core.device.autocast)."""
     n = len(batch)
     reads, ends = _read_positions(batch.completion_ids, tokenizer, delimiter, model.kind)
     s = max(1, max((len(r) for r in reads), default=0))
@@ -85,21 +90,23 @@ def score_rollouts(
         gather = torch.zeros((hi - lo, s), dtype=torch.long)  # (n, S) columns into P+T
         for i in range(lo, hi):
             gather[i - lo, : len(reads[i])] = packed.prompt_len + torch.tensor(reads[i], dtype=torch.long)
-        logits = model(packed.input_ids.to(device), packed.attention_mask.to(device),
-                       packed.position_ids.to(device), gather.to(device), mask[lo:hi].to(device),
-                       packed.prompt_len)  # (n, S)
+        packed = packed.to(device)
+        with autocast(device, precision):
+            logits = model(packed.input_ids, packed.attention_mask, packed.position_ids, gather.to(device),
+                           mask[lo:hi].to(device), packed.prompt_len)  # (n, S)
         rewards[lo:hi] = torch.sigmoid(logits.float()).cpu()
     model.train(was_training)
     return rewards.masked_fill(~mask, 0.0), mask, step_ends
 
 
-def make_step_scorer(model: RewardModel, tokenizer: Any, delimiter: str = "\n", batch_size: int = 64) -> StepScorer:
+def make_step_scorer(model: RewardModel, tokenizer: Any, delimiter: str = "\n", batch_size: int = 64,
+                     precision: Precision = "fp32") -> StepScorer:
     """A grpo_core.reward.process.StepScorer backed by `model` (problems are not needed to score)."""
 
     def scorer(batch: RolloutBatch, problems: list[Problem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if len(problems) != len(batch):
             raise ValueError(f"{len(problems)} problems for {len(batch)} rollouts")
-        return score_rollouts(model, tokenizer, batch, delimiter, batch_size)
+        return score_rollouts(model, tokenizer, batch, delimiter, batch_size, precision)
 
     return scorer
 
@@ -114,7 +121,9 @@ def solution_scores(step_rewards: torch.Tensor, step_mask: torch.Tensor) -> torc
     return torch.where(step_mask.any(dim=1), lowest, torch.zeros_like(lowest))
 
 
-def load_step_scorer(path: Path, delimiter: str = "\n") -> tuple[StepScorer, str]:
-    """(StepScorer, version) of the reward model saved in `path`."""
-    model = RewardModel.load(path)
-    return make_step_scorer(model, load_tokenizer(path), delimiter), model.version
+def load_step_scorer(path: Path, delimiter: str = "\n", *, device: str = "cpu",
+                     precision: Precision = "fp32") -> tuple[StepScorer, str]:
+    """(StepScorer, version) of the reward model saved in `path`, on the config's `device` (a knob value:
+    auto, cpu, cuda, cuda:N), scoring at `precision`."""
+    model = RewardModel.load(path, device=resolve_device(device))
+    return make_step_scorer(model, load_tokenizer(path), delimiter, precision=precision), model.version

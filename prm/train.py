@@ -140,11 +140,11 @@ def fit_head(model: RewardModel, items: Sequence[Encoded], pad_id: int, batch_si
     x, y = _head_inputs(model, items, pad_id, batch_size)  # (M, D), (M,)
     model.train(was_training)
     hidden = model.backbone.config.hidden_size
-    weight = model.head.weight.detach().float().squeeze(0)  # (D,)
+    weight = model.head.weight.detach().float().squeeze(0).cpu()  # (D,) beside x, on the CPU
     offset = x[:, :hidden] @ weight[:hidden]  # (M,) w_h . h, held fixed
     f = x[:, hidden:]  # (M, F)
     w = weight[hidden:].clone().requires_grad_(True)  # (F,)
-    b = model.head.bias.detach().float().clone().requires_grad_(True)  # (1,)
+    b = model.head.bias.detach().float().cpu().clone().requires_grad_(True)  # (1,)
     opt = torch.optim.LBFGS([w, b], max_iter=HEAD_FIT_ITERS, line_search_fn="strong_wolfe")
 
     def objective() -> torch.Tensor:

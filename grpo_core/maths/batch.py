@@ -34,6 +34,11 @@ class PackedBatch:
             self.prompt_len,
         )
 
+    def to(self, device: torch.device | str) -> PackedBatch:
+        """The batch with every tensor on `device` (one copy each; pack builds it on the CPU)."""
+        return PackedBatch(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device),
+                           self.completion_ids.to(device), self.completion_mask.to(device), self.prompt_len)
+
 
 def pack(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int) -> PackedBatch:
     """Build a PackedBatch from token id lists (prompt i pairs with completion i)."""
@@ -82,7 +87,8 @@ def token_logprobs(model: PreTrainedModel, batch: PackedBatch, temperature: floa
     keys = torch.cat([batch.input_ids[:, prompt], batch.attention_mask[:, prompt]], dim=1)  # (N, 2P')
     _, inverse = torch.unique(keys, dim=0, return_inverse=True)  # (N,) row -> distinct prompt
     n = len(inverse)
-    first = torch.full((int(inverse.max()) + 1,), n).scatter_reduce(0, inverse, torch.arange(n), "amin")  # (U,)
+    first = torch.full((int(inverse.max()) + 1,), n, device=inverse.device).scatter_reduce(
+        0, inverse, torch.arange(n, device=inverse.device), "amin")  # (U,)
     rows = lambda t: t[first, prompt].to(device)  # noqa: E731  (U, P') one row per distinct prompt
     out = model(input_ids=rows(batch.input_ids), attention_mask=rows(batch.attention_mask),
                 position_ids=rows(batch.position_ids), use_cache=True, logits_to_keep=1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from grpo_core.config import ExperimentConfig
 from grpo_core.data.loaders import LoadedSplit, load_task
+from grpo_core.device import autocast, device_kind, resolve_device
 from grpo_core.pipeline.evaluate import EvalResult, evaluate
 from grpo_core.policy.bootstrap import build_policy
 from grpo_core.policy.load import load_policy
@@ -28,8 +29,15 @@ log = logging.getLogger("grpo")
 
 
 def run_id_for(cfg: ExperimentConfig) -> str:
-    """`{run_name}-{hash}`: the same config resumes the same run, a changed one starts anew."""
+    """`{run_name}-{hash}`: the same config resumes the same run, a changed one starts anew.
+
+    The hash covers ExperimentConfig.result_sections, `device` as the kind it resolves to
+    (auto and cpu on a CPU machine are one run), fields at their IDENTITY_BASELINE left out."""
     payload = cfg.model_dump(mode="json", include=set(ExperimentConfig.result_sections()))
+    payload["device"] = device_kind(cfg.device)
+    for name, value in ExperimentConfig.IDENTITY_BASELINE.items():
+        if payload.get(name) == value:
+            del payload[name]
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.run_name}-{digest}"
 
@@ -59,11 +67,13 @@ def evaluate_policy(
     cfg: ExperimentConfig, path: Path, test: LoadedSplit, store: Store, key: RunKey, *, with_samples: bool = True
 ) -> EvalResult:
     """Evaluate the policy at `path` on held-out problems and store every eval rollout."""
-    model, tok = load_policy(path)
+    device = resolve_device(cfg.device)
+    model, tok = load_policy(path, device=device)
     engine = make_engine(cfg.rollout, model, tok, seed=cfg.grpo.seed)
     try:
-        result = evaluate(engine, test.problems, cfg.task.prompt_template, cfg.eval, cfg.rollout, key,
-                          with_samples=with_samples)
+        with autocast(device, cfg.precision):
+            result = evaluate(engine, test.problems, cfg.task.prompt_template, cfg.eval, cfg.rollout, key,
+                              with_samples=with_samples)
     finally:
         close_engine(engine)  # a vLLM engine holds its KV cache and process group until closed
     store.write_rollouts(result.rows, run_id=key.run_id, iteration=key.iteration, step=key.step, split="eval")

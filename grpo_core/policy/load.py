@@ -1,6 +1,6 @@
 """Load a policy (model + tokenizer) from a local HF model dir, ready for rollouts.
 
-    model, tok = load_policy(path)   # eval mode, left padding, a pad token
+    model, tok = load_policy(path, device=resolve_device(cfg.device))   # eval mode, left padding, a pad token
     tok = load_tokenizer(path)       # the tokenizer alone, set up the same way
 
 Left padding keeps every prompt's last token at the right edge of a batch, so
@@ -24,12 +24,13 @@ BOOTSTRAP_MARKER = "BOOTSTRAP_COMPLETE"
 _PROBE_TEXT = "Question: Ann has 12 apples.\nAnswer:\n12 + 3 = 15\n15 * 2 = 30\nThe answer is 30"
 
 
-def load_policy(path: Path, *, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load `path` (a local HF model dir) as (model in eval mode, left-padding tokenizer with a pad token)."""
+def load_policy(path: Path, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load `path` (a local HF model dir) as (model in eval mode on `device`, left-padding tokenizer with a pad token)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a local HF model dir (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     model.eval()
     tok = load_tokenizer(path)
     model.generation_config.pad_token_id = tok.pad_token_id

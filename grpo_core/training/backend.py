@@ -126,6 +126,7 @@ class DeepSpeedBackend:
         init_distributed_env()
         import deepspeed
 
+        placed = next(model.parameters()).device  # where the trainer put the policy, the reference beside it
         deepspeed.init_distributed()
         self.rank = torch.distributed.get_rank()
         self.world_size = torch.distributed.get_world_size()
@@ -136,6 +137,7 @@ class DeepSpeedBackend:
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda),
         )
         self.module = self.engine  # forward through the engine: ZeRO-3 gathers partitions in its hooks
+        check_same_device(torch.device(self.engine.device), placed)
 
     def step(self, loss: torch.Tensor) -> float:
         """Backward, clip (`gradient_clipping`), optimizer and lr step; returns the global gradient norm."""
@@ -161,6 +163,17 @@ class DeepSpeedBackend:
         self.engine.load_checkpoint(str(ckpt.path / "deepspeed"), tag="state",
                                     load_optimizer_states=True, load_lr_scheduler_states=True)
         return int(checkpoint.restore(ckpt)["step"])
+
+
+def check_same_device(engine: torch.device, placed: torch.device) -> None:
+    """DeepSpeed puts its engine on the rank's device (cuda:LOCAL_RANK); the reference model and the PRM
+    were placed by the `device` knob, so both must name the same device (a CPU is one device)."""
+    same = engine.type == placed.type and (engine.type == "cpu" or (engine.index or 0) == (placed.index or 0))
+    if not same:
+        raise ValueError(
+            f"DeepSpeed placed the policy on {engine}, but device= placed the models on {placed}: under a "
+            "deepspeed/torchrun launch set device=auto or device=cuda (each rank takes cuda:LOCAL_RANK)"
+        )
 
 
 def make_backend(g: GRPOConfig, model: PreTrainedModel, lr_lambda: LrLambda) -> TrainBackend:

@@ -31,7 +31,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ from grpo_core.config import ExperimentConfig, GRPOConfig
 from grpo_core.data.loaders import format_prompt
 from grpo_core.data.problem import Problem
 from grpo_core.data.sampling import derive_seed, sample_questions
+from grpo_core.device import autocast, resolve_device
 from grpo_core.maths.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
 from grpo_core.maths.batch import PackedBatch, pack, token_logprobs
 from grpo_core.maths.loss import aggregate, k3_kl, loss_metrics, per_token_loss
@@ -76,10 +80,10 @@ def _logprobs_in_chunks(model, packed: PackedBatch, temperature: float, chunk: i
     """log-probs (N, T) of `rows` (default all), `chunk` sequences a forward pass; other rows stay 0."""
     n = packed.input_ids.shape[0]
     rows = torch.arange(n) if rows is None else rows
-    out = torch.zeros(packed.completion_mask.shape)
+    out = torch.zeros(packed.completion_mask.shape, device=packed.completion_mask.device)  # on the batch's device
     for lo in range(0, len(rows), chunk):
         part = rows[lo : lo + chunk]
-        out[part] = token_logprobs(model, packed.select(part), temperature).cpu()
+        out[part] = token_logprobs(model, packed.select(part), temperature)
     return out
 
 
@@ -119,11 +123,13 @@ def train_grpo(
     ckpt = checkpoint.latest(run_dir)
     if ckpt is not None:
         check_same_code(checkpoint.recorded_code(ckpt), f"checkpoint {ckpt.path}", allow=cfg.store.allow_code_change)
-    model, tok = load_policy(ckpt.path if ckpt else policy_path)
+    device = resolve_device(cfg.device)  # the policy, the reference and every batch tensor live here
+    precision = partial(autocast, device, cfg.precision)  # the forward passes' precision (fp32 or bf16 autocast)
+    model, tok = load_policy(ckpt.path if ckpt else policy_path, device=device)
     model.train()
     ref = None
     if g.beta > 0:
-        ref, _ = load_policy(policy_path)  # pi_ref: the policy at the start of this iteration
+        ref, _ = load_policy(policy_path, device=device)  # pi_ref: the policy at the start of this iteration
         ref.requires_grad_(False)
     if cfg.rollout.engine == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
@@ -158,7 +164,7 @@ def train_grpo(
             expanded = [p for p in problems for _ in range(g.group_size)]
 
             # 1. exploration: G samples per question from pi_old (= the current policy)
-            with timer("generate"):
+            with timer("generate"), precision():
                 params = SamplingParams(n=g.group_size, temperature=temperature, top_p=cfg.rollout.top_p,
                                         max_new_tokens=cfg.rollout.max_new_tokens, seed=seed)
                 rollouts = engine.generate(prompts, params)
@@ -167,7 +173,7 @@ def train_grpo(
             with timer("reward"):
                 verdicts = verdicts_for(rollouts.completions, expanded)
                 rewards, _ = compute_rewards(cfg.reward.functions, rollouts.completions, expanded, verdicts)
-                packed = pack(rollouts.prompt_ids, rollouts.completion_ids, tok.pad_token_id)
+                packed = pack(rollouts.prompt_ids, rollouts.completion_ids, tok.pad_token_id).to(device)
                 mask = packed.completion_mask  # (N, T)
                 r = torch.tensor(rewards, dtype=torch.float32).view(b, g.group_size)  # (B, G)
                 step_rewards = None
@@ -181,13 +187,13 @@ def train_grpo(
                     group_index = torch.arange(b).repeat_interleave(g.group_size)
                     adv, zero_std = process_advantages(s_rewards, s_mask, s_ends, group_index, mask.shape[1])
                     step_rewards = [s_rewards[i][s_mask[i]].tolist() for i in range(len(rollouts))]
-                adv = adv * mask
+                adv = adv.to(device) * mask
 
             # 3. log-probs of pi_old (the training model, before any update) and pi_ref, once. The first
             # update's forward pass runs at pi_old, so its minibatch's pi_old log-probs are that pass's,
             # detached (_update fills them in): only the other sequences need a forward pass here, and
             # with mu = 1 and one minibatch (exactly on-policy, rho = 1) none does.
-            with timer("logprob"):
+            with timer("logprob"), precision():
                 chunk = g.minibatch_size
                 minibatches = minibatch_order(len(rollouts), g, seed)
                 rest = torch.ones(len(rollouts), dtype=torch.bool)
@@ -198,7 +204,7 @@ def train_grpo(
             # 4. mu passes of policy updates over minibatches (Eq. 3, k3 KL of Eq. 4)
             with timer("train"):
                 stats = _update(backend, packed, minibatches, old_logp, ref_logp, adv, g, temperature, eps_high,
-                                max_len=cfg.rollout.max_new_tokens)
+                                max_len=cfg.rollout.max_new_tokens, precision=precision)
 
             # 4b. pi_old of the next step = the updated policy: push it into the rollout engine
             with timer("sync"):
@@ -206,6 +212,9 @@ def train_grpo(
 
             # 5. record: every rollout and the step's metrics, then maybe a checkpoint
             with timer("store"):
+                # what goes to the store and the metrics, moved to the CPU once per step
+                old_logp, mask, adv = old_logp.cpu(), mask.cpu(), adv.cpu()
+                ref_logp = ref_logp.cpu() if ref_logp is not None else None
                 seq_kl = _sequence_kl(old_logp, ref_logp, mask)
                 key = RunKey(run_id, trial_id, iteration, step)
                 rows = rollout_rows(key, "train", "sample", prompts, problems, rollouts, verdicts, rewards,
@@ -252,21 +261,23 @@ def train_grpo(
 
 def _update(backend: TrainBackend, packed: PackedBatch, minibatches: list[torch.Tensor], old_logp: torch.Tensor,
             ref_logp: torch.Tensor | None, adv: torch.Tensor, g: GRPOConfig, temperature: float, eps_high: float,
-            max_len: int) -> dict[str, float]:
+            max_len: int, precision: Callable[[], AbstractContextManager] = nullcontext) -> dict[str, float]:
     """One update per minibatch, in order; returns metrics averaged over updates.
 
     The first minibatch is scored at pi_old, before any update: its log-probs,
     detached, are its pi_old log-probs, written into `old_logp` (the other rows
     must hold theirs already). Each rank of a multi-process backend takes every
     `world_size`-th sequence of a minibatch; the backend averages the ranks' gradients.
+    The forward pass runs under `precision` (bf16 autocast or none); the loss is fp32 either way.
     """
     sums: dict[str, float] = {}
     for i, idx in enumerate(minibatches):
         idx = idx[backend.rank :: backend.world_size]  # this rank's share of the minibatch
         mb = packed.select(idx)
-        logp = token_logprobs(backend.module, mb, temperature)  # (n_mb, T)
+        with precision():
+            logp = token_logprobs(backend.module, mb, temperature)  # (n_mb, T), fp32 (sampled_logprobs casts)
         if i == 0:
-            old_logp[idx] = logp.detach().cpu()  # pi_old = pi_theta before the first update (rho = 1)
+            old_logp[idx] = logp.detach()  # pi_old = pi_theta before the first update (rho = 1)
         per_tok, tok_stats = per_token_loss(
             logp, old_logp[idx], ref_logp[idx] if ref_logp is not None else None, adv[idx],
             beta=g.beta, epsilon=g.epsilon, epsilon_high=eps_high,
