@@ -253,9 +253,10 @@ def test_prm_training_runs_on_the_device(tiny_policy_dir):
 # ---------------------------------------------------------------- precision
 
 # bf16 keeps 8 bits of mantissa (relative rounding 2^-9); through the tiny policy's few layers its
-# log-probs stay within BF16_LOGP_ATOL nats of fp32's, and the GRPO loss within BF16_LOSS_ATOL.
-BF16_LOGP_ATOL = 0.1
-BF16_LOSS_ATOL = 0.01
+# log-probs stay within BF16_LOGP_ATOL nats of fp32's, and the GRPO loss (~1e-3 on this batch)
+# within BF16_LOSS_ATOL: the stated tolerance of bf16 autocast on the CPU.
+BF16_LOGP_ATOL = 0.05
+BF16_LOSS_ATOL = 2e-4
 
 
 def test_bf16_autocast_leaves_the_loss_path_fp32_and_close(tiny_policy_dir):
