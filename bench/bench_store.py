@@ -113,6 +113,9 @@ def make_rows(rng: np.random.Generator, pools: Pools, *, split: str, rows_per_fi
             "logprob_sum": -n_tokens * rng.uniform(0.1, 0.8, n),
             "engine": pa.array(["vllm"] * n),
             "reward_model": pa.array(["prm-v1" if process else None] * n, pa.string()),
+            "entropy": pa.array(rng.uniform(0.2, 2.0, n)) if is_train else pa.nulls(n, pa.float64()),
+            "draw": pa.array(np.zeros(n, dtype=np.int32)),
+            "filtered": pa.array(np.zeros(n, dtype=bool)),
         }
     )
 

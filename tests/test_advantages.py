@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from grpo_core.maths.advantages import add_outcome_to_last_step, outcome_advantages, process_advantages
+from grpo_core.maths.advantages import (
+    add_outcome_to_last_step,
+    outcome_advantages,
+    process_advantages,
+    soft_overlong_penalty,
+)
 
 # ---------------------------------------------------------------- outcome (4.1.2)
 
@@ -196,3 +201,99 @@ def test_outcome_joins_the_last_step_only():
     assert torch.equal(rewards[0], torch.tensor([0.2, 0.4, 0.0]))  # input untouched
     with pytest.raises(ValueError, match="outcome must be"):
         add_outcome_to_last_step(rewards, mask, torch.tensor([1.0, 0.0]), 2.0)
+
+
+# ---------------------------------------------------------------- variants: advantage scale, min credit, overlong
+
+
+def test_outcome_batch_std_and_mean_only_scales():
+    # Rewards [[1, 0, 0, 1], [2, 0, 0, 0], [0, 0, 0, 0]]: all 12 have mean 4/12 = 1/3 and population
+    # var = (2 * 4/9 + 25/9 + 9 * 1/9) / 12 = (8 + 25 + 9) / 108 = 42/108 = 7/18, std = sqrt(7/18) = 0.6236.
+    # Group-centred: row 0 [0.5, -0.5, -0.5, 0.5], row 1 [1.5, -0.5, -0.5, -0.5], row 2 zeros.
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    centred = torch.tensor([[0.5, -0.5, -0.5, 0.5], [1.5, -0.5, -0.5, -0.5], [0.0, 0.0, 0.0, 0.0]])
+    batch, zero_b = outcome_advantages(rewards, "batch")
+    torch.testing.assert_close(batch, centred / math.sqrt(7 / 18))
+    none, zero_n = outcome_advantages(rewards, "none")  # Dr. GRPO: mean-only
+    torch.testing.assert_close(none, centred)
+    assert zero_b.tolist() == zero_n.tolist() == [False, False, True]
+    assert torch.equal(outcome_advantages(torch.full((2, 4), 0.7), "batch")[0], torch.zeros(2, 4))  # no /0
+    with pytest.raises(ValueError, match="scale='std' is not one of"):
+        outcome_advantages(rewards, "std")
+
+
+def _two_group_steps():
+    """Group 0: A steps [0, 1] ends [1, 3]; B steps [0] ends [2]. Group 1: C [1] ends [0]; D [3] ends [0]. T = 4.
+
+    Group 0: R = {0, 1, 0}, mean 1/3, deviations A [-1/3, 2/3], B [-1/3], std sqrt(2/9).
+    Group 1: R = {1, 3}, mean 2, deviations C [-1], D [+1], std 1.
+    Batch: {0, 1, 0, 1, 3}, mean 1, var (1 + 0 + 1 + 0 + 4) / 5 = 6/5, std sqrt(1.2).
+    """
+    step_rewards = torch.tensor([[0.0, 1.0], [0.0, NAN], [1.0, NAN], [3.0, NAN]])
+    step_mask = torch.tensor([[True, True], [True, False], [True, False], [True, False]])
+    step_ends = torch.tensor([[1, 3], [2, -1], [0, -1], [0, -1]])
+    return step_rewards, step_mask, step_ends, torch.tensor([0, 0, 1, 1])
+
+
+@pytest.mark.parametrize(("scale", "s0", "s1"), [
+    ("group", math.sqrt(2 / 9), 1.0), ("batch", math.sqrt(1.2), math.sqrt(1.2)), ("none", 1.0, 1.0),
+])
+def test_process_sum_and_min_credit_by_hand(scale, s0, s1):
+    a1, a2, b1 = -1 / 3 / s0, 2 / 3 / s0, -1 / 3 / s0  # A's two steps, B's step, normalised
+    c, d = -1 / s1, 1 / s1
+    adv_sum, _ = process_advantages(*_two_group_steps(), 4, scale=scale)
+    torch.testing.assert_close(adv_sum, torch.tensor([
+        [a1 + a2, a1 + a2, a2, a2],  # suffix sums (Sec. 4.1.3)
+        [b1, b1, b1, 0.0],
+        [c, 0.0, 0.0, 0.0],
+        [d, 0.0, 0.0, 0.0],
+    ]))
+    adv_min, zero_std = process_advantages(*_two_group_steps(), 4, scale=scale, credit="min")
+    torch.testing.assert_close(adv_min, torch.tensor([
+        [a1, a1, a2, a2],  # PURE: the worst normalised step reward from t on
+        [b1, b1, b1, 0.0],
+        [c, 0.0, 0.0, 0.0],
+        [d, 0.0, 0.0, 0.0],
+    ]))
+    assert zero_std.tolist() == [False, False]
+
+
+def test_process_min_credit_matches_a_loop_and_zero_groups_stay_zero():
+    gen = torch.Generator().manual_seed(1)
+    N, S, T, n_groups = 9, 4, 12, 3
+    step_rewards = torch.rand(N, S, generator=gen)
+    step_rewards[group_rows := torch.arange(N) % n_groups == 2] = 0.5  # group 2: all equal -> zeros
+    n_steps = torch.randint(1, S + 1, (N,), generator=gen)
+    step_mask = torch.arange(S)[None, :] < n_steps[:, None]
+    step_ends = torch.sort(torch.randperm(T, generator=gen)[:S].repeat(N, 1), dim=1).values  # distinct ends
+    group_index = torch.arange(N) % n_groups
+    for scale in ("group", "batch", "none"):
+        adv, zero_std = process_advantages(step_rewards, step_mask, step_ends, group_index, T, scale=scale,
+                                           credit="min")
+        all_valid = step_rewards[step_mask]
+        expected = torch.zeros(N, T)
+        for g in range(n_groups):
+            R = torch.cat([step_rewards[i][step_mask[i]] for i in range(N) if group_index[i] == g])
+            if float(R.max() - R.min()) <= 1e-8:
+                continue
+            std = {"group": R.std(unbiased=False), "batch": all_valid.std(unbiased=False), "none": 1.0}[scale]
+            for i in (i for i in range(N) if group_index[i] == g):
+                for t in range(T):
+                    future = [(step_rewards[i, j] - R.mean()) / std for j in range(int(n_steps[i]))
+                              if step_ends[i, j] >= t]
+                    expected[i, t] = min(future) if future else 0.0
+        torch.testing.assert_close(adv, expected, atol=1e-5, rtol=1e-5)
+        assert zero_std.tolist() == [False, False, True]
+    assert torch.equal(adv[group_rows], torch.zeros(int(group_rows.sum()), T))
+    with pytest.raises(ValueError, match="credit='max' is not one of"):
+        process_advantages(step_rewards, step_mask, step_ends, group_index, T, credit="max")
+
+
+def test_soft_overlong_penalty_dapo_eq13_by_hand():
+    # L_max = 10, L_cache = 4: free up to 6 tokens, then (6 - |o|) / 4, -1 at the budget and past it; x 0.5.
+    lengths = torch.tensor([3, 6, 7, 9, 10, 12])
+    torch.testing.assert_close(soft_overlong_penalty(lengths, 10, 4, 0.5),
+                               torch.tensor([0.0, 0.0, -0.125, -0.375, -0.5, -0.5]))
+    assert torch.equal(soft_overlong_penalty(lengths, 10, 0, 0.5), torch.zeros(6))
+    with pytest.raises(ValueError, match="overlong buffer must lie in"):
+        soft_overlong_penalty(lengths, 10, 11, 1.0)

@@ -217,3 +217,50 @@ def test_loss_metrics_empty_mask_is_nan():
     _, stats = _loss(0.1)
     m = loss_metrics(stats, torch.zeros(2, 5))
     assert all(math.isnan(v) for v in m.values())
+
+
+# ---------------------------------------------------------------- GSPO sequence ratio, rows left out
+
+
+def test_sequence_ratio_gspo_by_hand_with_gradient():
+    # Row 0: log-ratios [0.1, -0.3, 0.5], mean 0.1 -> s_0 = e^0.1 = 1.10517 (inside [0.8, 1.2]), A = +1.
+    # Row 1: log-ratios [0.6, 0.3, pad], mean 0.45 -> s_1 = e^0.45 = 1.56831 > 1.2, A = +1: clipped to 1.2,
+    # no gradient. seq_mean_token_mean of a per-sequence term is mean_i of it: -(1.10517 + 1.2) / 2.
+    old = torch.zeros(2, 3)
+    logp = torch.tensor([[0.1, -0.3, 0.5], [0.6, 0.3, float("nan")]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    per_tok, stats = per_token_loss(logp, old, None, torch.ones(2), beta=0.0, epsilon=0.2,
+                                    importance_sampling_level="sequence", mask=mask)
+    s0, s1 = math.exp(0.1), math.exp(0.45)
+    torch.testing.assert_close(stats["ratio"], torch.tensor([[s0] * 3, [s1] * 3]))
+    assert stats["clipped"].tolist() == [[False] * 3, [True] * 3]
+    torch.testing.assert_close(per_tok[0], torch.full((3,), -s0))
+    loss = aggregate(per_tok, mask, "seq_mean_token_mean")
+    assert float(loss.detach()) == pytest.approx(-(s0 + 1.2) / 2, abs=1e-6)
+    loss.backward()
+    # d/d logp_0t of -(1/2) exp(mean_t log-ratio_0t) = -(1/2) * s_0 / 3 on each of row 0's tokens; row 1: clipped.
+    torch.testing.assert_close(logp.grad, torch.tensor([[-s0 / 6] * 3, [0.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="pass mask of shape"):
+        per_token_loss(logp, old, None, torch.ones(2), beta=0.0, epsilon=0.2, importance_sampling_level="sequence")
+
+
+def test_sequence_ratio_of_a_one_token_sequence_is_the_token_ratio():
+    logp, old, adv = torch.tensor([[0.3], [-0.4]]), torch.zeros(2, 1), torch.tensor([1.0, -1.0])
+    mask = torch.ones(2, 1)
+    tok, _ = per_token_loss(logp, old, None, adv, beta=0.0, epsilon=0.2)
+    seq, _ = per_token_loss(logp, old, None, adv, beta=0.0, epsilon=0.2, importance_sampling_level="sequence",
+                            mask=mask)
+    torch.testing.assert_close(seq, tok)
+
+
+def test_aggregate_rows_leave_outputs_out_of_the_loss_and_the_count():
+    # Row 1 is left out (DAPO overlong filtering): rows 0 and 2 only, N = 2.
+    per_tok = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    rows = torch.tensor([True, False, True])
+    assert float(aggregate(per_tok, mask, "seq_mean_token_mean", rows=rows)) == pytest.approx((1.5 + 7.0) / 2)
+    assert float(aggregate(per_tok, mask, "token_mean", rows=rows)) == pytest.approx(10.0 / 3)
+    assert float(aggregate(per_tok, mask, "dr_grpo", max_len=3, rows=rows)) == pytest.approx(10.0 / 6)
+    assert float(aggregate(per_tok, mask, "seq_mean_token_mean", rows=torch.zeros(3, dtype=torch.bool))) == 0.0
+    with pytest.raises(ValueError, match="rows must be"):
+        aggregate(per_tok, mask, "token_mean", rows=torch.ones(2, dtype=torch.bool))

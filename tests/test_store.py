@@ -41,6 +41,9 @@ def rollout_row(**overrides) -> dict:
         "logprob_sum": -3.5,
         "engine": "hf",
         "reward_model": None,
+        "entropy": 0.8,
+        "draw": 0,
+        "filtered": False,
     }
     row.update(overrides)
     return row

@@ -22,7 +22,7 @@ from grpo_core.sweep import records
 from grpo_core.sweep import study as sweeps
 from grpo_core.sweep.space import grid_values
 from grpo_core.sweep.study import TrialSpec
-from grpo_core.sweep.suggest import suggest, trial_id_for
+from grpo_core.sweep.suggest import suggest, trial_config, trial_id_for
 from tests.conftest import tiny_config
 from tests.test_flows import prefect_api  # noqa: F401  (the module-scoped Prefect test server)
 
@@ -296,3 +296,23 @@ def test_trial_runs_the_shared_loop_and_reports_each_iteration(
     assert told.value == iterations_run[-1] / 10  # told (COMPLETE), or Optuna's last reported value (PRUNED)
     assert seen_status == statuses
     assert reports == [["run-1"]]  # the run's report, which the sweep report links the trial to
+
+
+def test_a_space_can_search_a_grpo_variant_and_the_trial_config_gets_it() -> None:
+    """Issue 19's knobs are searchable like any other: a space over grpo.process_credit and
+    grpo.advantage_scale; each trial's config carries the values drawn, and a value outside the
+    knob's Literal is refused naming the key."""
+    cfg = load_config(None, ["sweep.space.grpo.process_credit={choices: [sum, min]}",
+                             "sweep.space.grpo.advantage_scale={choices: [group, none]}"])
+    assert {"grpo.process_credit", "grpo.advantage_scale"} <= set(cfg.sweep.parameters)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for number in range(12):
+        values = suggest(study.ask(), cfg.sweep)
+        trial = trial_config(cfg, values, trial_id_for("variants", number))
+        assert (trial.grpo.process_credit, trial.grpo.advantage_scale) == (values["grpo.process_credit"],
+                                                                           values["grpo.advantage_scale"])
+        seen.add(trial.grpo.process_credit)
+    assert seen == {"sum", "min"}
+    with pytest.raises(ConfigError, match="grpo.process_credit"):
+        load_config(None, ["sweep.space.grpo.process_credit={choices: [sum, max]}"])

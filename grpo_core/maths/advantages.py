@@ -9,6 +9,16 @@ Two pure functions, no config and no model:
   the suffix sum of the normalised rewards of the steps ending at or after t.
 - `add_outcome_to_last_step`: the outcome reward joined to each output's last
   step reward before process advantages (grpo.process_outcome_weight).
+- `soft_overlong_penalty`: DAPO's length shaping of the outcome reward
+  (grpo.overlong_buffer, grpo.overlong_penalty).
+
+Variants after the paper, each a keyword whose default is the paper's form:
+- `scale` (grpo.advantage_scale): divide the centred rewards by the group's std
+  (the paper), by the std of all rewards of the batch, or not at all (Dr. GRPO,
+  arXiv 2503.20783: mean-only advantages). The mean is always the group's.
+- `credit` (grpo.process_credit): a token's process advantage is the sum of the
+  normalised step rewards from its step to the end (the paper), or their
+  minimum (PURE, arXiv 2504.15275).
 
 Choices the paper leaves open, pinned by tests/test_advantages.py:
 - std is the POPULATION std (divide by n, `unbiased=False`): [1, 0, 0, 1]
@@ -24,26 +34,51 @@ Choices the paper leaves open, pinned by tests/test_advantages.py:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
 ZERO_STD = 1e-8  # a group whose max - min is at or below this has "all rewards equal"
 
+AdvantageScale = Literal["group", "batch", "none"]
+ProcessCredit = Literal["sum", "min"]
 
-def outcome_advantages(rewards: Tensor) -> tuple[Tensor, Tensor]:
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
+
+
+def _batch_std(values: Tensor) -> Tensor:
+    """Population std of all `values` (1-D), 1 where their range is <= ZERO_STD (no division by ~0)."""
+    if values.numel() == 0 or float(values.amax() - values.amin()) <= ZERO_STD:
+        return torch.ones((), dtype=values.dtype, device=values.device)
+    return values.std(unbiased=False)
+
+
+def outcome_advantages(rewards: Tensor, scale: AdvantageScale = "group") -> tuple[Tensor, Tensor]:
     """Outcome supervision (Sec. 4.1.2): A_i = (r_i - mean(r)) / std(r) per group.
 
     rewards: (B, G) one scalar reward per output, B groups (questions) of G outputs.
+    scale: the std divided by: 'group' (the paper, std of the group's G rewards),
+    'batch' (population std of all B*G rewards), 'none' (A_i = r_i - mean(r), Dr. GRPO).
     Returns (advantages (B, G), zero_std (B,) bool). Broadcast over the tokens
     of o_i by the caller (or pass (N,) = advantages.flatten() to `per_token_loss`).
     """
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be (B, G), got shape {tuple(rewards.shape)}")
+    _check_choice("scale", scale, AdvantageScale.__args__)
     r = rewards.to(torch.get_default_dtype()) if not rewards.is_floating_point() else rewards
     mean = r.mean(dim=1, keepdim=True)  # (B, 1)
-    std = r.std(dim=1, unbiased=False, keepdim=True)  # (B, 1) population std
     zero_std = (r.amax(dim=1) - r.amin(dim=1)) <= ZERO_STD  # (B,) all rewards equal
-    safe_std = torch.where(zero_std.unsqueeze(1), torch.ones_like(std), std)  # (B, 1) no /0
+    if scale == "group":
+        std = r.std(dim=1, unbiased=False, keepdim=True)  # (B, 1) population std
+        safe_std = torch.where(zero_std.unsqueeze(1), torch.ones_like(std), std)  # (B, 1) no /0
+    elif scale == "batch":
+        safe_std = _batch_std(r.flatten())  # () std of the whole batch
+    else:
+        safe_std = torch.ones((), dtype=r.dtype, device=r.device)  # () no division (Dr. GRPO)
     adv = (r - mean) / safe_std  # (B, G)
     adv = torch.where(zero_std.unsqueeze(1), torch.zeros_like(adv), adv)  # (B, G)
     return adv, zero_std
@@ -55,6 +90,9 @@ def process_advantages(
     step_ends: Tensor,
     group_index: Tensor,
     n_tokens: int,
+    *,
+    scale: AdvantageScale = "group",
+    credit: ProcessCredit = "sum",
 ) -> tuple[Tensor, Tensor]:
     """Process supervision (Sec. 4.1.3): suffix sums of group-normalised step rewards.
 
@@ -67,6 +105,9 @@ def process_advantages(
 
     R_g = { r_i^(j) : i in group g, j valid };  r~_i^(j) = (r_i^(j) - mean(R_g)) / std(R_g)
     A_it = sum_{j : end_ij >= t} r~_i^(j); tokens after the last step's end get 0.
+    scale='batch' divides by the population std of every valid step reward of the batch,
+    'none' by nothing (the mean stays the group's). credit='min' (PURE, arXiv 2504.15275):
+    A_it = min_{j : end_ij >= t} r~_i^(j), the worst normalised step reward from t on.
     Returns (advantages (N, T), zero_std (num_groups,) bool) with
     num_groups = group_index.max() + 1. A group whose valid step rewards are all
     equal (max - min <= 1e-8), or that has none, is zero-std and gets 0.
@@ -79,6 +120,8 @@ def process_advantages(
             f"must match step_rewards {tuple(step_rewards.shape)}"
         )
     N, S = step_rewards.shape
+    _check_choice("scale", scale, AdvantageScale.__args__)
+    _check_choice("credit", credit, ProcessCredit.__args__)
     if group_index.shape != (N,):
         raise ValueError(f"group_index must be (N,) = ({N},), got {tuple(group_index.shape)}")
     valid = step_mask.bool()  # (N, S)
@@ -116,13 +159,26 @@ def process_advantages(
         0, g, row_min, "amin"
     )  # (num_groups,) min of R_g (+inf if empty)
     zero_std = (g_max - g_min) <= ZERO_STD  # (num_groups,) all step rewards equal, or none
-    safe_std = torch.where(zero_std, torch.ones_like(std), std)  # (num_groups,)
-    r_norm = dev / safe_std[g].unsqueeze(1)  # (N, S) r~_i^(j)
+    if scale == "group":
+        safe_std = torch.where(zero_std, torch.ones_like(std), std)[g].unsqueeze(1)  # (N, 1)
+    elif scale == "batch":
+        safe_std = _batch_std(r[valid])  # () std of every valid step reward of the batch
+    else:
+        safe_std = torch.ones((), dtype=r.dtype, device=r.device)  # () no division (Dr. GRPO)
+    r_norm = dev / safe_std  # (N, S) r~_i^(j)
     r_norm = torch.where(zero_std[g].unsqueeze(1), zero, r_norm)  # (N, S) no signal -> 0
 
+    ends = torch.where(valid, step_ends.long(), torch.zeros_like(step_ends, dtype=torch.long))  # (N, S)
+    if credit == "min":
+        # Place each step's r~ at its end token (+inf elsewhere), then take minima from the right:
+        # A_it = min_{t' >= t} placed_it' = min_{j : end_ij >= t} r~_i^(j); +inf (no step left) -> 0.
+        placed = torch.full((N, n_tokens), float("inf"), dtype=r.dtype, device=r.device).scatter_reduce_(
+            1, ends, torch.where(valid, r_norm, inf), "amin"
+        )  # (N, T); padded steps offer +inf at index 0
+        adv = placed.flip(1).cummin(1).values.flip(1)  # (N, T) suffix minima
+        return torch.where(torch.isinf(adv), zero, adv), zero_std
     # Place each step's r~ at its end token, then sum from the right:
     # A_it = sum_{t' >= t} placed_it' = sum_{j : end_ij >= t} r~_i^(j).
-    ends = torch.where(valid, step_ends.long(), torch.zeros_like(step_ends, dtype=torch.long))  # (N, S)
     placed = torch.zeros(N, n_tokens, dtype=r.dtype, device=r.device).scatter_add_(
         1, ends, r_norm
     )  # (N, T); padded steps add 0 at index 0
@@ -146,3 +202,20 @@ def add_outcome_to_last_step(step_rewards: Tensor, step_mask: Tensor, outcome: T
     out = step_rewards.clone()
     out[rows, n_steps[has] - 1] += weight * outcome[has].to(out.dtype)
     return out
+
+
+def soft_overlong_penalty(lengths: Tensor, max_len: int, buffer: int, coef: float) -> Tensor:
+    """DAPO's soft overlong punishment (arXiv 2503.14476, Eq. 13), added to the outcome reward.
+
+    lengths (N,) |o_i| in tokens; max_len L_max (the generation budget); buffer L_cache.
+    R_length = 0 for |o| <= L_max - L_cache, ((L_max - L_cache) - |o|) / L_cache inside the
+    last L_cache tokens of the budget, -1 beyond L_max; returned times `coef` -> (N,).
+    buffer = 0 gives zeros (no shaping).
+    """
+    if not 0 <= buffer <= max_len:
+        raise ValueError(f"overlong buffer must lie in [0, max_len={max_len}], got {buffer}")
+    n = lengths.to(torch.get_default_dtype())  # (N,)
+    if buffer == 0:
+        return torch.zeros_like(n)
+    penalty = ((max_len - buffer) - n).clamp(max=0) / buffer  # (N,) 0, then linear down to -1 at L_max
+    return coef * penalty.clamp(min=-1.0)  # (N,) -1 past the budget

@@ -65,8 +65,11 @@ def pack(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: i
 
 
 def token_logprobs(model: PreTrainedModel, batch: PackedBatch, temperature: float = 1.0,
-                   bucket: int = 32) -> torch.Tensor:
+                   bucket: int = 32, *, entropy: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """log pi(o_t | q, o_<t) of each completion token -> (N, T).
+
+    entropy=True returns (log-probs, entropies): H_t = -sum_v pi(v | q, o_<t) log pi(v | q, o_<t)
+    of the same (temperature-scaled) distributions, (N, T), detached; from the same logits.
 
     Logits are divided by the sampling temperature, so the result is the
     log-prob under the distribution the engine sampled from.
@@ -96,14 +99,19 @@ def token_logprobs(model: PreTrainedModel, batch: PackedBatch, temperature: floa
     prompt_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]  # (U, heads, P', d) each
     order = torch.argsort(batch.completion_mask.sum(1), stable=True)  # rows by completion length
     parts = [_completion_logprobs(model, batch, part, inverse[part].to(device), prompt.start, prompt_logits, prompt_kv,
-                                  temperature) for part in order.split(bucket)]
-    return torch.cat(parts).index_select(0, torch.argsort(order).to(device))  # (N, T) in batch order
+                                  temperature, entropy) for part in order.split(bucket)]
+    back = torch.argsort(order).to(device)  # (N,) batch order
+    if entropy:
+        logp, ent = zip(*parts)
+        return torch.cat(logp).index_select(0, back), torch.cat(ent).index_select(0, back)  # (N, T) each
+    return torch.cat(parts).index_select(0, back)  # (N, T) in batch order
 
 
 def _completion_logprobs(model: PreTrainedModel, batch: PackedBatch, part: torch.Tensor, prompt_of: torch.Tensor,
                          start: int, prompt_logits: torch.Tensor, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]],
-                         temperature: float) -> torch.Tensor:
-    """token_logprobs of the rows `part` (prompt `prompt_of`), given their prompts' last logits and KV -> (n, T)."""
+                         temperature: float, entropy: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """token_logprobs of the rows `part` (prompt `prompt_of`), given their prompts' last logits and KV -> (n, T)
+    (with entropy: and their entropies, (n, T))."""
     device = prompt_logits.device
     t_len = batch.completion_ids.shape[1]
     t_used = int(batch.completion_mask[part].sum(1).max().clamp(min=1))  # T' <= T: the longest completion here
@@ -116,7 +124,10 @@ def _completion_logprobs(model: PreTrainedModel, batch: PackedBatch, part: torch
                      position_ids=batch.position_ids[part, span].to(device), past_key_values=cache, use_cache=True)
         logits = torch.cat([logits, rest.logits], dim=1)  # (n, T', V)
     logp = sampled_logprobs(logits, batch.completion_ids[part, :t_used].to(device), temperature)  # (n, T')
-    return torch.nn.functional.pad(logp, (0, t_len - t_used))  # (n, T): 0 past the bucket's longest completion
+    pad = lambda t: torch.nn.functional.pad(t, (0, t_len - t_used))  # noqa: E731  (n, T): 0 past the longest here
+    if entropy:
+        return pad(logp), pad(sampled_entropy(logits, temperature))
+    return pad(logp)
 
 
 def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, prompt_len: int,
@@ -133,3 +144,10 @@ def sampled_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature:
     """log softmax(logits[:, t] / temperature)[token_ids[:, t]]: logits (N, T, V) aligned with token_ids (N, T) -> (N, T)."""
     scaled = logits.float() / temperature  # (N, T, V)
     return torch.log_softmax(scaled, dim=-1).gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
+
+
+@torch.no_grad()
+def sampled_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """H = -sum_v p_v log p_v of softmax(logits / temperature): logits (N, T, V) -> (N, T), no gradient."""
+    logq = torch.log_softmax(logits.float() / temperature, dim=-1)  # (N, T, V)
+    return -(logq.exp() * logq).sum(-1)  # (N, T)

@@ -35,8 +35,16 @@ def rollout_rows(
     kl: Sequence[float] | None = None,
     step_rewards: Sequence[Sequence[float]] | None = None,
     reward_model: str | None = None,
+    entropy: Sequence[float] | None = None,
+    group_index: Sequence[int] | None = None,
+    draw: Sequence[int] | None = None,
+    filtered: bool = False,
 ) -> list[dict]:
-    """One dict per completion (the store stamps created_at); `prompts`/`problems` have one entry per group."""
+    """One dict per completion (the store stamps created_at); `prompts`/`problems` have one entry per group.
+
+    Per group: `group_index` (default 0, 1, ...) and `draw` (dynamic sampling's draw, default 0);
+    `filtered` marks every row as dropped from the loss by dynamic sampling.
+    """
     rows = []
     for i in range(len(batch)):
         g = i // group_size
@@ -49,7 +57,9 @@ def rollout_rows(
                 "split": split,
                 "decoding": decoding,
                 "problem_id": problems[g].problem_id,
-                "group_index": g,
+                "group_index": group_index[g] if group_index is not None else g,
+                "draw": draw[g] if draw is not None else 0,
+                "filtered": filtered,
                 "sample_index": i % group_size,
                 "prompt": prompts[g],
                 "completion": batch.completions[i],
@@ -63,6 +73,7 @@ def rollout_rows(
                 "n_tokens": len(batch.completion_ids[i]),
                 "finished": batch.finished[i],
                 "kl": float(kl[i]) if kl is not None else None,
+                "entropy": float(entropy[i]) if entropy is not None else None,
                 "logprob_sum": float(sum(batch.logprobs[i])),
                 "engine": batch.engine,
                 "reward_model": reward_model,

@@ -126,11 +126,20 @@ ROLLOUTS = TableSpec(
         Column("reward", pa.float64(), "outcome reward (rule verifier or ORM score)", nullable=False),
         Column("step_rewards", pa.list_(pa.float64()),
                "per-reasoning-step PRM scores (process supervision); null otherwise"),
-        Column("advantage", pa.float64(), "the sample's advantage (outcome: group z-score); null for eval rows"),
+        Column("advantage", pa.float64(),
+               "the sample's advantage (outcome: group z-score); null for eval and filtered rows"),
         Column("n_tokens", pa.int32(), "completion length in tokens", nullable=False),
         Column("finished", pa.bool_(), "true when generation ended with EOS; false = truncated at the length limit",
                nullable=False),
         Column("kl", pa.float64(), "mean per-token k3 estimate of KL(policy || reference); null when not computed"),
+        Column("entropy", pa.float64(),
+               "mean per-token entropy (nats) of the sampling policy on the completion; null for eval and "
+               "filtered rows"),
+        Column("draw", pa.int32(), "dynamic sampling (grpo.dynamic_sampling): which draw of the step, 0 = the first",
+               nullable=False),
+        Column("filtered", pa.bool_(),
+               "true when dynamic sampling left the group out of the loss (all rewards equal, or past the B "
+               "groups the step needed)", nullable=False),
         Column("logprob_sum", pa.float64(), "sum of the sampling engine's token log-probs of the completion",
                nullable=False),
         Column("engine", pa.string(), "rollout engine ('hf', 'vllm', ...)", nullable=False),
@@ -250,6 +259,24 @@ TRIALS = TableSpec(
     ),
 )
 
+EXPERIMENT_RUNS = TableSpec(
+    "experiment_runs",
+    "membership of runs in experiments: one row per (experiment, arm, seed), one Parquet file each; a run "
+    "belongs to every experiment whose arm and seed give its config (bookkeeping: it does not change run ids)",
+    "experiment_runs/{experiment}/{arm}-s{seed:04d}.parquet",
+    (
+        Column("experiment", pa.string(), "the experiment (experiment.name)", nullable=False),
+        Column("arm", pa.string(), "the arm: a named set of config overrides", nullable=False),
+        Column("seed", pa.int32(), "the replicate's seed (grpo.seed and prm.seed of its run)", nullable=False),
+        Column("run_id", pa.string(), "the run (runs.run_id) the arm and seed make", nullable=False),
+        Column("overrides_json", pa.string(),
+               "the arm's overrides plus the seed knobs as JSON text {\"grpo.supervision\": \"process\", ...}",
+               nullable=False),
+        _CREATED_AT,
+        _UPDATED_AT,
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (RUNS, ROLLOUTS, STEP_METRICS, PRM_LABELS, PRM_METRICS, SWEEPS, TRIALS)
+    t.name: t for t in (RUNS, ROLLOUTS, STEP_METRICS, PRM_LABELS, PRM_METRICS, SWEEPS, TRIALS, EXPERIMENT_RUNS)
 }
