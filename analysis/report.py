@@ -476,6 +476,7 @@ def _errorbar(ax: plt.Axes, xs: Sequence[float], cis: Sequence[Interval], fmt: s
     """Points at each estimate with error bars to its interval (in %)."""
     y = np.array([100 * c.estimate for c in cis])
     err = np.array([[100 * (c.estimate - c.low) for c in cis], [100 * (c.high - c.estimate) for c in cis]])
+    err = np.maximum(err, 0.0)  # a float hair outside its interval (every problem alike) draws no bar
     ax.errorbar(xs, y, yerr=err, fmt=fmt, capsize=3, **kw)
 
 
