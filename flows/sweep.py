@@ -19,12 +19,8 @@ the time; two processes use both cores.
 
 from __future__ import annotations
 
-import os
 import queue
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from flows.settings import apply_offline_defaults
 
@@ -36,7 +32,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from analysis.sweep_report import write_sweep_report  # noqa: E402
-from flows import tasks  # noqa: E402
+from flows import processes, tasks  # noqa: E402
 from flows.report import artifact_key, publish_markdown  # noqa: E402
 from grpo_core.config import SweepExperimentConfig  # noqa: E402
 from grpo_core.store import Store  # noqa: E402
@@ -44,20 +40,13 @@ from grpo_core.sweep import records  # noqa: E402
 from grpo_core.sweep import study as sweeps  # noqa: E402
 from grpo_core.sweep.objective import objective_of  # noqa: E402
 
-_LOG_TAIL = 20  # lines of a failed trial's log kept as its error
-
 
 @task(name="trial", task_run_name="trial-{number}", cache_policy=NO_CACHE)
 def run_trial(number: int, config_path: str, threads: int, log_path: str) -> int:
     """Run one trial in its own process (flows/trial.py), its output in `log_path`; returns its exit code."""
-    env = dict(os.environ, PREFECT_LOGGING_TO_API_ENABLED="false")  # the trial process has no flow run to log to
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "flows.trial", "--config", config_path, "--number", str(number),
-           "--threads", str(threads)]
     t0 = time.perf_counter()
-    with open(log_path, "w") as out:
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    code = processes.run_module("flows.trial", ["--config", config_path, "--number", str(number),
+                                                "--threads", str(threads)], threads, log_path)
     get_run_logger().info("trial %d exited with %d after %.0fs (log: %s)", number, code, time.perf_counter() - t0,
                           log_path)
     return code
@@ -104,7 +93,7 @@ def sweep(cfg: SweepExperimentConfig = SweepExperimentConfig()) -> dict:
             continue
         number = done.get()
         future = running.pop(number)
-        error = _failure(future, out_dir / "trials" / f"t{number:03d}" / "trial.log")
+        error = processes.failure(future, out_dir / "trials" / f"t{number:03d}" / "trial.log", "trial")
         frozen = records.finish_trial(store, study, number, error)
         log.info("trial %d: %s %s", number, frozen.state.name, "" if frozen.value is None else f"{frozen.value:.4f}")
 
@@ -118,18 +107,6 @@ def sweep(cfg: SweepExperimentConfig = SweepExperimentConfig()) -> dict:
     log.info("best trial %s (%s = %s); report %s", row["best_trial"], objective, row["best_value"], paths.html)
     return {"study": s.name, "storage": row["storage"], "n_trials": row["n_trials"], "best_trial": row["best_trial"],
             "best_value": row["best_value"], "report": str(paths.html), "retried": retried}
-
-
-def _failure(future: object, log_path: Path) -> str | None:
-    """Why a trial's task ended badly: its exit code and the end of its log; None if it exited 0."""
-    try:
-        code = future.result()  # type: ignore[attr-defined]
-    except Exception as err:  # the task itself failed (e.g. the process could not start)
-        return f"trial task failed: {err!r}"
-    if code == 0:
-        return None
-    tail = log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL:] if log_path.exists() else []
-    return "\n".join([f"trial process exited with {code}", *tail])
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ def test_every_view_and_macro_works_on_an_empty_store(tmp_path):
                    "n_trials", "best_trial", "best_value", "report_path", "created_at", "updated_at"],
         "trials": ["sweep", "trial_number", "trial_id", "run_id", "state", "params", "value", "intermediate",
                    "wall_s", "error", "retry_of", "created_at", "updated_at"],
+        "experiment_runs": ["experiment", "arm", "seed", "run_id", "overrides", "created_at", "updated_at"],
     }
     assert expected_columns.keys() == TABLES.keys()
     for name, columns in expected_columns.items():
@@ -216,6 +217,8 @@ def write_one_of_each(store: Store) -> dict[str, list[Path]]:
                         for m in ("prm", "orm")],
         "sweeps": [store.write_sweep(sweep)],
         "trials": [store.write_trial(trial)],
+        "experiment_runs": [store.write_experiment_run({"experiment": "e", "arm": "os", "seed": 0, "run_id": "r",
+                                                        "overrides_json": "{}"})],
     }
 
 

@@ -5,6 +5,7 @@ writes its files there and the catalog builds its views and their comments from 
 """
 
 from grpo_core.store.tables import (
+    EXPERIMENT_RUNS,
     PRM_LABELS,
     PRM_METRICS,
     ROLLOUTS,
@@ -20,6 +21,7 @@ from grpo_core.store.validate import SchemaError
 from grpo_core.store.writer import Store
 
 __all__ = [
+    "EXPERIMENT_RUNS",
     "PRM_LABELS",
     "PRM_METRICS",
     "ROLLOUTS",

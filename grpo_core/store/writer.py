@@ -38,7 +38,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from grpo_core.store.tables import PRM_LABELS, PRM_METRICS, ROLLOUTS, RUNS, STEP_METRICS, SWEEPS, TRIALS, TableSpec
+from grpo_core.store.tables import (
+    EXPERIMENT_RUNS,
+    PRM_LABELS,
+    PRM_METRICS,
+    ROLLOUTS,
+    RUNS,
+    STEP_METRICS,
+    SWEEPS,
+    TRIALS,
+    TableSpec,
+)
 from grpo_core.store.validate import SchemaError, check_id, check_index, metric_values, to_table
 
 __all__ = ["SchemaError", "Store"]
@@ -134,6 +144,24 @@ class Store:
         path = ROLLOUTS.file(self.root, **context)
         _write_atomic(table, path)
         return path
+
+    def copy_rollouts(self, source_run_id: str, *, run_id: str, iteration: int, step: int,
+                      split: Literal["train", "eval"]) -> Path:
+        """Write the rollouts of (`source_run_id`, iteration, step, split) as those of `run_id`: the same rows
+        with run_id and trial_id (the target run's, see the module docstring) replaced; created_at is kept,
+        the time the rows were computed. For a computation two runs share (an experiment's before-RL
+        evaluation), done once."""
+        rows = self.read_rollouts(source_run_id, iteration=iteration, step=step, split=split)
+        if rows is None:
+            raise FileNotFoundError(f"run {source_run_id} has no {split} rollouts at iteration {iteration}, step {step}")
+        rows = rows.drop_columns(["run_id", "trial_id"])
+        return self.write_rollouts(rows, run_id=run_id, iteration=iteration, step=step, split=split)
+
+    def read_rollouts(self, run_id: str, *, iteration: int, step: int, split: Literal["train", "eval"]) -> pa.Table | None:
+        """The stored rollouts of one (run, iteration, step, split), or None when there is no such file."""
+        path = ROLLOUTS.file(self.root, run_id=check_id("run_id", run_id), iteration=check_index("iteration", iteration),
+                             step=check_index("step", step), split=split)
+        return pq.read_table(path) if path.exists() else None
 
     # -- metrics in long format ------------------------------------------------------------------
     def write_step_metrics(
@@ -232,6 +260,14 @@ class Store:
         number = check_index("trial_number", row.get("trial_number"))
         path = TRIALS.file(self.root, sweep=_safe(row, "sweep"), trial_number=number)
         return self._write_record(row, TRIALS, path)
+
+    # -- experiments -----------------------------------------------------------------------------------
+    def write_experiment_run(self, row: Mapping[str, Any]) -> Path:
+        """Write (or replace) experiment_runs/{experiment}/{arm}-s{seed:04d}.parquet from one EXPERIMENT_RUNS
+        row (the run's membership in an experiment); timestamps as in write_sweep."""
+        seed = check_index("seed", row.get("seed"))
+        path = EXPERIMENT_RUNS.file(self.root, experiment=_safe(row, "experiment"), arm=_safe(row, "arm"), seed=seed)
+        return self._write_record(row, EXPERIMENT_RUNS, path)
 
     # -- shared -------------------------------------------------------------------------------------
     def _write_record(self, row: Mapping[str, Any], spec: TableSpec, path: Path) -> Path:
