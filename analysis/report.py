@@ -472,7 +472,7 @@ def mean_interval(run: RunData, evaluation: Evaluation, k: int, score: str, stat
         if values.size else None
 
 
-def _errorbar(ax: plt.Axes, xs: Sequence[float], cis: Sequence[Interval], fmt: str, **kw: Any) -> None:
+def error_bars(ax: plt.Axes, xs: Sequence[float], cis: Sequence[Interval], fmt: str, **kw: Any) -> None:
     """Points at each estimate with error bars to its interval (in %)."""
     y = np.array([100 * c.estimate for c in cis])
     err = np.array([[100 * (c.estimate - c.low) for c in cis], [100 * (c.high - c.estimate) for c in cis]])
@@ -489,7 +489,7 @@ def pass_maj_figure(run: RunData, stats: ReportConfig) -> plt.Figure:
         for score, fmt, name in (("pass", "o-", "Pass@K"), ("maj", "s--", "Maj@K")):
             points = [(k, ci) for k in run.ks if (ci := mean_interval(run, ev, k, score, stats))]
             if points:
-                _errorbar(ax, [k * (0.97 if score == "pass" else 1.03) for k, _ in points], [c for _, c in points],
+                error_bars(ax, [k * (0.97 if score == "pass" else 1.03) for k, _ in points], [c for _, c in points],
                           fmt, color=colour, label=f"{name}, {_eval_label(it)}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(run.ks, [str(k) for k in run.ks])
@@ -539,7 +539,7 @@ def gains_figure(runs: Sequence[RunData], stats: ReportConfig) -> plt.Figure:
             points = [(g["iteration"], ci) for g in run.gains
                       if (ci := mean_interval(run, (g["iteration"], g["step"]), k, score, stats))]
             if points:
-                _errorbar(ax, [x for x, _ in points], [c for _, c in points], "o-", label=run.label)
+                error_bars(ax, [x for x, _ in points], [c for _, c in points], "o-", label=run.label)
         title = {"greedy": "greedy accuracy", "pass": "Pass@1",
                  "maj": "Maj@Kmax (" + ", ".join(f"K={r.k_max}" for r in runs if r.k_max) + ")"}[score]
         ax.set(title=title, xlabel="iteration (0 = before RL)")

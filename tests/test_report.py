@@ -344,3 +344,16 @@ def test_sweep_report_gives_each_trial_its_interval_and_says_when_the_best_is_no
     assert f"| 1 | 0.6333 | 0.03333 | {near.low:.4f} to {near.high:.4f} | 30 | not distinguishable |" in md
     assert f"| 2 | 0.1667 | 0.5 | {far.low:.4f} to {far.high:.4f} | 30 | apart |" in md
     assert f"| 0 | COMPLETE | 0.01 | 0.6667 | {best.low:.4f} to {best.high:.4f} |" in md  # the trials table
+
+
+def test_an_estimate_a_float_hair_outside_its_interval_draws_a_zero_bar():
+    from matplotlib.container import ErrorbarContainer
+
+    from analysis.report import error_bars
+
+    fig, ax = plt.subplots()
+    error_bars(ax, [1], [Interval(0.3, 0.30000000000000004, 0.4)], "o")  # the mean of equal scores, re-summed
+    (bar,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    (segment,) = bar.lines[2][0].get_segments()
+    assert [segment[0][1], segment[1][1]] == pytest.approx([30.0, 40.0])
+    plt.close(fig)
