@@ -172,6 +172,10 @@ def _find(found: Sequence[Finding], metric: str, kind: str, arm: str, iteration:
     return next((f for f in found if (f.metric, f.kind, f.arm, f.iteration) == (metric, kind, arm, iteration)), None)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _pts(x: float) -> str:
     return f"{x * 100:+.1f}"
 
@@ -193,7 +197,7 @@ def summary_sentences(data: ExperimentData, found: Sequence[Finding]) -> list[st
     for arm in data.arms:
         total = {m: _find(found, m, "total gain", arm, last) for m in data.scores}
         parts = [_moved(total[m].interval, data.label(m)) for m in data.scores]
-        out.append(f"{arm} ({len(data.seeds[arm])} seeds), {when}: " + "; ".join(parts) + ".")
+        out.append(f"{arm} ({_seeds(len(data.seeds[arm]))}), {when}: " + "; ".join(parts) + ".")
         gains = [_find(found, "greedy", "gain", arm, it) for it in data.iterations[1:]]
         if len(gains) > 1:
             out.append(f"{arm}, greedy accuracy per iteration: " + "; ".join(
@@ -285,7 +289,7 @@ def curves_figure(data: ExperimentData) -> plt.Figure:
             ax_train.plot(steps, mean, color=colour, lw=2.5, label=f"{arm} (mean)")
     ax_eval.set(xlabel="evaluation (0 = before RL, i = after iteration i)", ylabel="held-out greedy accuracy (%)",
                 xticks=data.iterations)
-    ax_train.set(xlabel="GRPO step (across iterations)", ylabel="mean training reward")
+    ax_train.set(xlabel="GRPO step (across iterations)", ylabel="mean outcome reward of the training samples")
     for ax in (ax_eval, ax_train):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -295,7 +299,7 @@ def curves_figure(data: ExperimentData) -> plt.Figure:
 
 def build_document(data: ExperimentData, found: Sequence[Finding], stats: ReportConfig = ReportConfig()) -> Document:
     doc = Document(f"Experiment {data.name}: {', '.join(data.arms)}")
-    seeds = ", ".join(f"{a}: {len(data.seeds[a])} seeds ({', '.join(map(str, data.seeds[a]))})" for a in data.arms)
+    seeds = ", ".join(f"{a}: {_seeds(len(data.seeds[a]))} ({', '.join(map(str, data.seeds[a]))})" for a in data.arms)
     doc.paragraph(f"{seeds}; {len(data.problems)} held-out problems; Pass@K and Maj@K at K = {data.k}. "
                   f"Every interval is a {stats.level:.0%} percentile interval from {stats.resamples} resamples that draw seeds within "
                   "each arm and, nested inside, the held-out problems (analysis.stats); a change is a gain or a loss "
