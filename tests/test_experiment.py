@@ -286,3 +286,21 @@ def test_an_experiment_of_unknown_name_lists_the_known_ones(tiny_experiment):
     cfg, _ = tiny_experiment
     with pytest.raises(ValueError, match=r"no experiment 'nope' .* known experiments: \['tiny'\]"):
         load_experiment(cfg.store.root, "nope")
+
+
+def test_only_the_experiment_form_shows_the_experiment_section():
+    """Prefect builds each deployment's run form from its flow's parameter schema."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.experiment import experiment
+    from flows.grpo import grpo_iterative
+    from grpo_core.config import ArmsExperimentConfig
+
+    def properties(flow, model: str) -> dict:
+        return json.loads(json.dumps(parameter_schema(flow.fn).model_dump()))["definitions"][model]["properties"]
+
+    assert "experiment" not in properties(grpo_iterative, "ExperimentConfig")
+    assert "experiment" in properties(experiment, "ArmsExperimentConfig")
+    cfg = load_config(None, ["experiment.seeds=5"])  # a plain config (what load_config returns) is accepted
+    assert ArmsExperimentConfig.model_validate(cfg).experiment.seeds == 5
+    assert run_id_for(ArmsExperimentConfig.model_validate(cfg)) == run_id_for(cfg)
