@@ -11,8 +11,10 @@ every minibatch; rank 0 writes the store and checkpoints, see
 grpo_core.training.trainer). The other stages (evaluation, PRM labelling and
 training) run on rank 0 alone and their result is broadcast to the other ranks,
 which wait for it. Rerunning the same command resumes each GRPO iteration from
-its last checkpoint; finished evaluations and PRM stages are recomputed (there
-is no Prefect cache here). The report: `grpo report RUN_ID`.
+its last checkpoint; a finished evaluation is read back from the store
+(flows.stages.evaluate), finished PRM stages are recomputed (there is no Prefect
+cache here). The report: `grpo report RUN_ID`. An experiment's runs
+(flows.experiment) each run as this module in their own process.
 """
 
 from __future__ import annotations
