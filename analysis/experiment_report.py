@@ -1,7 +1,7 @@
 """The report of an experiment (arms x seeds): every arm compared with across-seed 95% intervals.
 
     from analysis.experiment_report import write_experiment_report
-    paths = write_experiment_report(Path("runs/store"), "main", Path("runs/experiments/main"))
+    paths, summary = write_experiment_report(Path("runs/store"), "main", Path("runs/experiments/main"))
 
 Read from the store: the experiment's runs (view experiment_runs joined to runs, finished runs only) and,
 per run and evaluation, the per-problem scores of three metrics on the held-out problems: greedy
@@ -327,9 +327,10 @@ def build_document(data: ExperimentData, found: Sequence[Finding], stats: Report
 
 
 def write_experiment_report(root: Path, name: str, out_dir: Path, stats: ReportConfig = ReportConfig(), *,
-                            arms: Sequence[str] | None = None) -> ReportPaths:
+                            arms: Sequence[str] | None = None) -> tuple[ReportPaths, list[str]]:
     """Load the experiment, compute its findings with `stats` (report.resamples, .seed, .level) and write
-    report.md, report.html and the figure."""
+    report.md, report.html and the figure; returns their paths and the summary sentences (what
+    `grpo experiment` prints)."""
     data = load_experiment(root, name, arms)
     found = findings(data, stats)
-    return build_document(data, found, stats).write(out_dir)
+    return build_document(data, found, stats).write(out_dir), summary_sentences(data, found)

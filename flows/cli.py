@@ -195,6 +195,8 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     for r in result["runs"]:
         table.add_row(r["arm"], str(r["seed"]), r["run_id"], r["status"] or "", "ran" if r["ran"] else "done before")
     wide.print(table)
+    for sentence in result["summary"]:
+        console.print(f"- {sentence}", soft_wrap=True)
     console.print(f"report: {result['report']} (and report.md beside it)", soft_wrap=True)
     if result["failed"]:
         raise CommandError(f"{len(result['failed'])} runs failed: {', '.join(result['failed'])} (logs: "

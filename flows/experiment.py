@@ -146,14 +146,15 @@ def experiment(cfg: ArmsExperimentConfig = ArmsExperimentConfig()) -> dict:
             if run not in failed:
                 publish_report(run.cfg, [run.run_id])
 
-    paths = write_experiment_report(cfg.store.root, spec.name, out_dir, cfg.report, arms=list(spec.arms))
+    paths, summary = write_experiment_report(cfg.store.root, spec.name, out_dir, cfg.report, arms=list(spec.arms))
     publish_markdown(paths.markdown, paths.html, key=artifact_key("experiment", spec.name),
                      description=f"experiment {spec.name}: {', '.join(spec.arms)} x {spec.seeds} seeds")
     log.info("experiment %s: %d runs, %d failed; report %s", spec.name, len(runs), len(failed), paths.html)
     statuses = {r.run_id: (store.read_run(r.run_id) or {}).get("status") for r in runs}
     return {"experiment": spec.name, "runs": [{"arm": r.arm, "seed": r.seed, "run_id": r.run_id,
                                                "status": statuses[r.run_id], "ran": r in pending} for r in runs],
-            "failed": [r.run_id for r in failed], "report": str(paths.html), "markdown": str(paths.markdown)}
+            "failed": [r.run_id for r in failed], "report": str(paths.html), "markdown": str(paths.markdown),
+            "summary": summary}
 
 
 def _launch(cfg: ExperimentConfig, pending: list[ArmRun], out_dir: Path) -> list[ArmRun]:

@@ -280,6 +280,7 @@ def test_the_report_states_the_stats_of_the_stored_scores(tiny_experiment):
     assert "## Summary" in md and "| evaluation | outcome % | outcome gain |" in md
     assert "![" in md and (Path(result["markdown"]).parent / "seed_curves.png").exists()
     assert all(s in md for s in summary_sentences(data, findings(data, cfg.report)))  # the flow's: cfg.report
+    assert result["summary"] == summary_sentences(data, findings(data, cfg.report))  # what grpo experiment prints
 
 
 def test_an_experiment_of_unknown_name_lists_the_known_ones(tiny_experiment):
