@@ -30,6 +30,9 @@ def apply_offline_defaults(work_dir: Path = Path("runs")) -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str((work_dir / "prefect").resolve()))
+    # Prefect creates its home without parents: in a fresh clone (no runs/ yet) its temporary server's
+    # database could not be opened, and the first flow would time out waiting for the server.
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str((work_dir / "prefect" / "results").resolve()))
     # Prefect gives the extra loggers its API handler but no level: at root's WARNING, their INFO lines
     # (e.g. the trainer's per-step progress) would never reach the flow run's logs.

@@ -309,3 +309,15 @@ def test_report_flow_writes_the_report_and_a_markdown_artifact(prefect_api, tmp_
     assert len(artifacts) == 1 and artifacts[0].type == "markdown"
     assert artifacts[0].data.startswith(inline_figures(Path(paths["markdown"])))  # the figures embedded
     assert paths["html"] in artifacts[0].data
+
+
+def test_offline_defaults_create_prefect_home_in_a_fresh_checkout(tmp_path, monkeypatch):
+    """A fresh clone has no runs/: Prefect's home must exist before its temporary server opens its database."""
+    from flows.settings import apply_offline_defaults
+
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    monkeypatch.delenv("PREFECT_LOCAL_STORAGE_PATH", raising=False)
+    work_dir = tmp_path / "fresh" / "runs"
+    apply_offline_defaults(work_dir)
+    assert os.environ["PREFECT_HOME"] == str((work_dir / "prefect").resolve())
+    assert (work_dir / "prefect").is_dir()
