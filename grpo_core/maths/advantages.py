@@ -57,6 +57,17 @@ def _batch_std(values: Tensor) -> Tensor:
     return values.std(unbiased=False)
 
 
+def _std_divisor(scale: AdvantageScale, group_std: Tensor, zero_std: Tensor, batch_values: Tensor) -> Tensor:
+    """What the centred rewards are divided by: each group's std (1 for a zero-std group) for 'group'
+    (the paper), the population std of `batch_values` (every reward of the batch) for 'batch', 1 for
+    'none' (Dr. GRPO). `group_std` and `zero_std` share a shape; 'batch' and 'none' give a scalar."""
+    if scale == "group":
+        return torch.where(zero_std, torch.ones_like(group_std), group_std)
+    if scale == "batch":
+        return _batch_std(batch_values)
+    return torch.ones((), dtype=group_std.dtype, device=group_std.device)
+
+
 def outcome_advantages(rewards: Tensor, scale: AdvantageScale = "group") -> tuple[Tensor, Tensor]:
     """Outcome supervision (Sec. 4.1.2): A_i = (r_i - mean(r)) / std(r) per group.
 
@@ -72,14 +83,8 @@ def outcome_advantages(rewards: Tensor, scale: AdvantageScale = "group") -> tupl
     r = rewards.to(torch.get_default_dtype()) if not rewards.is_floating_point() else rewards
     mean = r.mean(dim=1, keepdim=True)  # (B, 1)
     zero_std = (r.amax(dim=1) - r.amin(dim=1)) <= ZERO_STD  # (B,) all rewards equal
-    if scale == "group":
-        std = r.std(dim=1, unbiased=False, keepdim=True)  # (B, 1) population std
-        safe_std = torch.where(zero_std.unsqueeze(1), torch.ones_like(std), std)  # (B, 1) no /0
-    elif scale == "batch":
-        safe_std = _batch_std(r.flatten())  # () std of the whole batch
-    else:
-        safe_std = torch.ones((), dtype=r.dtype, device=r.device)  # () no division (Dr. GRPO)
-    adv = (r - mean) / safe_std  # (B, G)
+    std = r.std(dim=1, unbiased=False, keepdim=True)  # (B, 1) population std
+    adv = (r - mean) / _std_divisor(scale, std, zero_std.unsqueeze(1), r.flatten())  # (B, G)
     adv = torch.where(zero_std.unsqueeze(1), torch.zeros_like(adv), adv)  # (B, G)
     return adv, zero_std
 
@@ -159,12 +164,7 @@ def process_advantages(
         0, g, row_min, "amin"
     )  # (num_groups,) min of R_g (+inf if empty)
     zero_std = (g_max - g_min) <= ZERO_STD  # (num_groups,) all step rewards equal, or none
-    if scale == "group":
-        safe_std = torch.where(zero_std, torch.ones_like(std), std)[g].unsqueeze(1)  # (N, 1)
-    elif scale == "batch":
-        safe_std = _batch_std(r[valid])  # () std of every valid step reward of the batch
-    else:
-        safe_std = torch.ones((), dtype=r.dtype, device=r.device)  # () no division (Dr. GRPO)
+    safe_std = _std_divisor(scale, std[g].unsqueeze(1), zero_std[g].unsqueeze(1), r[valid])  # (N, 1) or ()
     r_norm = dev / safe_std  # (N, S) r~_i^(j)
     r_norm = torch.where(zero_std[g].unsqueeze(1), zero, r_norm)  # (N, S) no signal -> 0
 
