@@ -29,9 +29,8 @@ from grpo_core.config import DEVICE_PATTERN, Precision
 
 def resolve_device(spec: str) -> torch.device:
     """The torch.device named by the `device` knob (`auto`, `cpu`, `cuda`, `cuda:N`) on this machine and rank."""
-    if not re.fullmatch(DEVICE_PATTERN, spec):
-        raise ValueError(f"device={spec!r}: use auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
-    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+    _check_spelling(spec)
+    if _names_cpu(spec):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError(
@@ -54,9 +53,18 @@ def resolve_device(spec: str) -> torch.device:
 def device_kind(spec: str) -> str:
     """'cpu' or 'cuda': the kind of device `spec` names here, the part of a device that changes a run's
     numbers (auto is cuda where CUDA is available; cuda:0 and cuda:1 compute the same)."""
+    _check_spelling(spec)
+    return "cpu" if _names_cpu(spec) else "cuda"
+
+
+def _check_spelling(spec: str) -> None:
     if not re.fullmatch(DEVICE_PATTERN, spec):
-        resolve_device(spec)  # raises, naming the knob
-    return "cpu" if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()) else "cuda"
+        raise ValueError(f"device={spec!r}: use auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+
+
+def _names_cpu(spec: str) -> bool:
+    """Whether `spec` means the CPU on this machine: `cpu`, or `auto` where torch sees no CUDA."""
+    return spec == "cpu" or (spec == "auto" and not torch.cuda.is_available())
 
 
 def autocast(device: torch.device, precision: Precision) -> AbstractContextManager:
