@@ -207,6 +207,7 @@ def train_grpo(
             timer = _PhaseTimer()
             seed = derive_seed(g.seed, iteration, step)
             draws: list[_Draw] = []
+            signal: list[list[bool]] = []  # per draw, per group: do its rewards differ?
             for d in range(1 + (g.max_extra_draws if g.dynamic_sampling else 0)):
                 taken = {p.problem_id for earlier in draws for p in earlier.problems}
                 d_seed = draw_seed(g.seed, iteration, step, d)  # draw 0: the step's seed
@@ -232,12 +233,11 @@ def train_grpo(
                         d_rewards = d_rewards + soft_overlong_penalty(
                             lengths, cfg.rollout.max_new_tokens, g.overlong_buffer, g.overlong_penalty).numpy()
                 draws.append(_Draw(d_problems, d_prompts, d_rollouts, d_verdicts, d_rewards))
-                n_signal = sum(not z for dr in draws for z in _zero_std(dr.rewards, g.group_size))
-                if not g.dynamic_sampling or n_signal >= g.questions_per_step:
+                signal.append([not z for z in _zero_std(d_rewards, g.group_size)])
+                if not g.dynamic_sampling or sum(map(sum, signal)) >= g.questions_per_step:
                     break
             # DAPO dynamic sampling: the step trains on B groups with signal where the draws found them
-            picks = pick_groups([[not z for z in _zero_std(dr.rewards, g.group_size)] for dr in draws],
-                                g.questions_per_step, g.dynamic_sampling)
+            picks = pick_groups(signal, g.questions_per_step, g.dynamic_sampling)
             offsets = np.cumsum([0] + [len(dr.problems) for dr in draws])  # a draw's first group index in the step
             batch = _take(draws, picks, g.group_size) if len(draws) > 1 else draws[0]
             problems, prompts, rollouts, verdicts, rewards = (batch.problems, batch.prompts, batch.rollouts,
