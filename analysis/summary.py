@@ -17,10 +17,18 @@ def ks_up_to(k_max: int) -> list[int]:
 
 
 def eval_summary(root: Path, run_id: str, iteration: int, step: int, k_max: int) -> dict[str, float]:
-    """{'pass@K': ..., 'maj@K': ...} of one evaluation for K = 1, 2, 4, ..., k_max."""
+    """{'greedy_accuracy', 'wellformed_rate' (of the greedy completions), 'pass@K', 'maj@K'} of one
+    stored evaluation for K = 1, 2, 4, ..., k_max, from the store's `evals` view and `eval_at_k` macro."""
     con = connect(root, read_only=True)
     out: dict[str, float] = {}
     try:
+        greedy = con.execute(
+            "select greedy_accuracy, greedy_wellformed_rate from evals "
+            "where run_id = $run and iteration = $it and step = $step",
+            {"run": run_id, "it": iteration, "step": step},
+        ).fetchall()
+        if greedy:
+            out["greedy_accuracy"], out["wellformed_rate"] = greedy[0]
         for k in ks_up_to(k_max):
             row = con.execute(
                 "select pass_at_k, maj_at_k from eval_at_k($k) where run_id = $run and iteration = $it and step = $step",

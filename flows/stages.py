@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from analysis.summary import eval_summary
 from grpo_core.config import ExperimentConfig
 from grpo_core.pipeline import stages as pipeline
@@ -45,25 +42,13 @@ def evaluate(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, st
     stored = store.read_rollouts(run_id, iteration=iteration, step=step, split="eval")
     if stored is None:
         _, test = pipeline.load_data(cfg)
-        result = pipeline.evaluate_policy(cfg, Path(policy), test, store, RunKey(run_id, trial_id, iteration, step))
-        greedy = {"greedy_accuracy": result.greedy_accuracy, "wellformed_rate": result.wellformed_rate}
-    else:
-        greedy = greedy_figures(stored)
-    summary = {**greedy, **eval_summary(cfg.store.root, run_id, iteration, step, cfg.eval.k_max)}
+        pipeline.evaluate_policy(cfg, Path(policy), test, store, RunKey(run_id, trial_id, iteration, step))
+    summary = eval_summary(cfg.store.root, run_id, iteration, step, cfg.eval.k_max)
     # beside the iteration's training run (<run_dir>/it00N/wandb), so one `wandb sync` takes both
     mirror(cfg, cfg.store.runs_dir / run_id / f"it{iteration:03d}", name=f"{run_id}-eval-it{iteration:03d}",
            group=run_id, step=step,
            metrics={f"eval/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
     return summary
-
-
-def greedy_figures(rows: pa.Table) -> dict[str, float]:
-    """greedy_accuracy and wellformed_rate (an answer was extracted) of stored eval rows, as
-    grpo_core.pipeline.evaluate computes them: over the greedy completions."""
-    greedy = rows.filter(pc.equal(rows["decoding"], "greedy"))
-    n = max(greedy.num_rows, 1)
-    return {"greedy_accuracy": (pc.sum(greedy["correct"].cast(pa.int64())).as_py() or 0) / n,
-            "wellformed_rate": (greedy.num_rows - greedy["answer"].null_count) / n}
 
 
 def grpo(cfg: ExperimentConfig, policy: str, run_id: str, iteration: int, reward_model: str | None = None,

@@ -503,6 +503,7 @@ def test_evals_numbers(tmp_path):
         "n_greedy": 3, "greedy_accuracy": pytest.approx(1 / 3),
         "n_sampled": 12, "sample_accuracy": pytest.approx(3 / 12),
         "wellformed_rate": pytest.approx(12 / 15),  # greedy 2 of 3, sampled 10 of 12
+        "greedy_wellformed_rate": pytest.approx(2 / 3),
         "length_mean": pytest.approx((10 + 20 + 30 + 12 * 10) / 15),
     }
     assert (got[1]["step"], got[1]["n_problems"], got[1]["greedy_accuracy"], got[1]["sample_accuracy"]) == (40, 1, None, 1.0)

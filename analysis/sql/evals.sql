@@ -18,6 +18,7 @@ final as (
         count(*) filter (where decoding = 'sample') as n_sampled,                   -- sampled completions (the Pass@K/Maj@K pool)
         avg(correct::double) filter (where decoding = 'sample') as sample_accuracy, -- share of sampled completions judged correct (= Pass@1)
         avg((answer is not null)::double) as wellformed_rate,                       -- share of all eval completions with an extractable answer
+        avg((answer is not null)::double) filter (where decoding = 'greedy') as greedy_wellformed_rate, -- share of greedy completions with an extractable answer
         avg(n_tokens) as length_mean                                                -- mean completion length in tokens
     from eval_rollouts
     group by run_id, trial_id, iteration, step
